@@ -1,0 +1,192 @@
+"""Step 2: anonymize one video, atomically, and write its report.
+
+Two ways to name the video: an input and an output file (``--input``/``--output``), or an
+item of a manifest (``--manifest``/``--index``, what each Argo pod and each local worker
+runs). Either way the output appears complete or not at all, the input is only read, and
+the report beside the output says what happened. The exit code classifies failures for
+retries (see steps.errors).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from steps import engine
+from steps.containers import carries, container_for, output_name
+from steps.detectors import Detector, load
+from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
+from steps.ffio import count_video_packets
+from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
+from steps.manifest import Manifest
+from steps.probe import check_readable, probe
+from steps.progress import StepProgress
+from steps.report import InputFacts, VideoReport, now, report_path_for
+from steps.settings import Settings, with_settings_options
+
+Progress = engine.Progress
+
+
+@lru_cache(maxsize=2)
+def _detector(settings: Settings, threads: int) -> Detector:
+    """One detector per process and settings: loading a model costs more than a short video."""
+    return load(settings, threads=threads)
+
+
+def anonymize_file(source: Path, output: Path, report_path: Path, settings: Settings, *, force: bool = False,
+                   threads: int = 0, input_root: Optional[Path] = None, choose_container: bool = False,
+                   display_path: Optional[str] = None,
+                   progress: Optional[Progress] = None) -> VideoReport:
+    """Anonymize *source* into *output*; always write and return the report (status done/skipped/failed).
+
+    With *choose_container*, the output may gain ``.mkv`` when its container cannot carry the
+    input's audio unchanged (see steps.containers); otherwise *output*'s name is used as given.
+    """
+    started, clock = now(), time.monotonic()
+    report = VideoReport(status="failed", input=InputFacts(path=display_path or str(source)), started_at=started,
+                         settings=settings.model_dump(mode="json"), settings_digest=settings.digest())
+    tmp: Optional[Path] = None
+    try:
+        if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
+            raise PermanentError("the output would be written into the input tree; choose another output folder")
+        report.input.size = check_readable(source)
+        report.input.fingerprint = fingerprint(source)
+        previous = None if force else VideoReport.load(report_path)
+        if previous is not None and previous.matches(report.input.fingerprint, report.settings_digest):
+            skipped = previous.model_copy(update={"status": "skipped", "note": "already anonymized with the same "
+                                                  "input and settings on " + str(previous.finished_at)})
+            skipped.save(report_path)
+            return skipped
+        info = probe(source)
+        report.video = info.summary()
+        if choose_container:
+            name, container = output_name(output.name, info)
+            output = output.with_name(name)
+        else:
+            container = container_for(output.name)
+            if container is None:
+                raise PermanentError(f"the output name {output.name!r} has no video container extension "
+                                     "(use .mp4, .mov, .mkv, .ts or .avi)")
+            if not carries(container, info):
+                raise PermanentError(f"{output.suffix} cannot carry this video's audio "
+                                     f"({', '.join(info.summary()['audio_codecs'])}) unchanged; use .mkv")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            for stale in stale_partials(output):
+                remove_quietly(stale)
+        except OSError as exc:
+            raise_for_os_error(exc, f"preparing the output folder for {output.name!r}")
+        tmp = partial_path(output)
+        detector = _detector(settings, threads)
+        report.detector = detector.describe()
+        # Marks the video as in progress: if this process is killed, the summary will not
+        # mistake an older report for this run's result.
+        report.model_copy(update={"status": "running"}).save(report_path)
+        stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
+                           name=output.name)
+        declared = info.video.nb_frames
+        if declared and stats.frames < declared:
+            raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
+                                 "decoded: the file is truncated or damaged")
+        frames_out = count_video_packets(tmp)
+        if frames_out != stats.frames:
+            raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
+        os.replace(tmp, output)
+        tmp = None
+        report = report.model_copy(update={
+            "status": "done", "output": str(output), "frames_in": stats.frames, "frames_out": frames_out,
+            "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
+            "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+        })
+    except AnonymizeError as exc:
+        report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
+    except OSError as exc:
+        try:
+            raise_for_os_error(exc, f"anonymizing {source.name!r}")
+        except AnonymizeError as classified:
+            report.error, report.error_kind = one_sentence(str(classified)), classified.kind
+            report.exit_code = classified.exit_code
+    except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
+        report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
+    finally:
+        remove_quietly(tmp)
+    elapsed = time.monotonic() - clock
+    report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
+    if report.status == "done" and report.frames_out:
+        report.fps = round(report.frames_out / elapsed, 2) if elapsed > 0 else None
+    report.save(report_path)
+    return report
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def anonymize_item(manifest: Manifest, index: int, input_root: Path, output_root: Path, settings: Settings,
+                   **options) -> VideoReport:
+    """Anonymize item *index* of *manifest*: ``input_root/path`` -> ``output_root/path``."""
+    item = manifest.item(index)
+    return anonymize_file(input_root / item.path, output_root / item.path, report_path_for(output_root, item.path),
+                          settings, input_root=input_root, choose_container=True, display_path=item.path, **options)
+
+
+def _terminate_on_sigterm() -> None:
+    """Turn SIGTERM (a pod being stopped) into an exception, so temporary files are removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise TransientError("stopped by SIGTERM before finishing")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@with_settings_options
+def main(
+    settings: Settings,
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="One video to anonymize."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write it (with --input)."),
+    manifest: Optional[Path] = typer.Option(None, help="A manifest written by discover (with --index)."),
+    index: Optional[int] = typer.Option(None, help="Which manifest item to anonymize (0-based)."),
+    input_root: Optional[Path] = typer.Option(None, envvar="INPUT", help="Input root [default: the manifest's]."),
+    output_root: Optional[Path] = typer.Option(None, envvar="OUTPUT",
+                                               help="Output root [default: the manifest's folder]."),
+    force: bool = typer.Option(False, "--force", help="Redo the video even if its report says it is done."),
+    threads: int = typer.Option(0, envvar="ANON_THREADS", help="CPU threads for the detector and encoder (0: all)."),
+) -> None:
+    """Anonymize one video: every face in every frame hidden, audio and timing kept."""
+    _terminate_on_sigterm()
+    if input is not None and output is not None and manifest is None and index is None:
+        report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
+                                force=force, threads=threads, progress=StepProgress(input.name))
+    elif manifest is not None and index is not None and input is None and output is None:
+        try:
+            loaded = Manifest.load(manifest)
+            loaded.item(index)
+        except (OSError, ValueError, IndexError) as exc:
+            typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
+                                output_root or manifest.parent, settings, force=force, threads=threads,
+                                progress=StepProgress(loaded.item(index).path))
+    else:
+        typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    line = f"{report.status}: {report.input.path}"
+    if report.status == "failed":
+        line += f": {report.error}"
+    elif report.fps:
+        line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_detected} faces)"
+    typer.echo(line, err=True)
+    raise typer.Exit(report.exit_code if report.status == "failed" else EXIT_OK)
+
+
+if __name__ == "__main__":
+    typer.run(main)

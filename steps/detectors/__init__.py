@@ -1,0 +1,17 @@
+"""Face detectors behind one interface (see base.Detector); ``load`` picks one from the settings."""
+
+from __future__ import annotations
+
+from steps.detectors.base import Boxes, Detector
+from steps.settings import DetectorName, Settings
+
+__all__ = ["Boxes", "Detector", "load"]
+
+
+def load(settings: Settings, threads: int = 0) -> Detector:
+    """The detector the settings ask for, ready to run."""
+    if settings.detector == DetectorName.centerface:
+        from steps.detectors.centerface import CenterFace
+
+        return CenterFace(threshold=settings.threshold, max_side=settings.det_max_side, threads=threads)
+    raise NotImplementedError(f"detector {settings.detector.value!r} is not built yet")

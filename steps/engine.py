@@ -1,0 +1,171 @@
+"""The frame pipeline for one video: decode -> detect -> hide -> encode, as concurrent stages.
+
+The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
+frames from the decoder, a detector thread runs the model on batches of small copies, and
+the calling thread hides the faces and feeds the encoder. Bounded queues link the stages,
+so memory stays the same whatever the video's length and the slowest stage sets the pace.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from steps.containers import Container
+from steps.detectors import Detector
+from steps.errors import AnonymizeError, PermanentError
+from steps.ffio import Decoder, Encoder, EncoderSettings, Frame
+from steps.probe import MediaInfo
+from steps.redact import hide
+from steps.settings import Settings
+
+#: Called after each frame with (frames done, frames expected or None).
+Progress = Callable[[int, Optional[int]], None]
+_END = object()
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "hide": 0.0,
+                                                                "encode": 0.0})
+
+
+class _Stage(threading.Thread):
+    """A pipeline thread whose exception is re-raised in the caller."""
+
+    def __init__(self, target: Callable[[], None], name: str, stop: threading.Event):
+        super().__init__(daemon=True, name=name)
+        self._target_fn, self._halt, self.error = target, stop, None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+            self._halt.set()
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> object:
+    while True:
+        try:
+            return q.get(timeout=0.2)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
+        threads: int = 0, progress: Optional[Progress] = None, name: str = "") -> Stats:
+    """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages)."""
+    width, height = info.video.display_size
+    det_size = detector.input_size(width, height)
+    stats = Stats()
+    expected = info.video.nb_frames or (round(info.duration * info.fps) if info.duration and info.fps else None)
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
+    detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
+    decoder = Decoder(info, det_size)
+    encoder: Optional[Encoder] = None
+
+    def read() -> None:
+        frames: Iterator[Frame] = decoder.frames()
+        while True:
+            started = time.perf_counter()
+            frame = next(frames, None)
+            stats.seconds["decode"] += time.perf_counter() - started
+            if frame is None or not _put(decoded, frame, stop):
+                break
+        if _put(decoded, _END, stop):
+            decoder.finish()
+
+    def detect() -> None:
+        ended = False
+        while not ended:
+            batch = []
+            item = _get(decoded, stop)
+            while item is not _END:
+                batch.append(item)
+                if len(batch) >= settings.batch:
+                    break
+                try:
+                    item = decoded.get_nowait()
+                except queue.Empty:
+                    break
+            ended = item is _END
+            if batch:
+                started = time.perf_counter()
+                found = detector.detect([f.small for f in batch])
+                stats.seconds["detect"] += time.perf_counter() - started
+                sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
+                for frame, boxes in zip(batch, found):
+                    scaled = boxes.copy()
+                    scaled[:, [0, 2]] *= sx
+                    scaled[:, [1, 3]] *= sy
+                    if not _put(detected, (frame, scaled), stop):
+                        return
+        _put(detected, _END, stop)
+
+    stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop)]
+    try:
+        for stage in stages:
+            stage.start()
+        while True:
+            item = _get(detected, stop)
+            if item is _END:
+                break
+            frame, boxes = item
+            if encoder is None:  # the decoder's time base is known once the first frame arrived
+                encoder = Encoder(info, output, container, decoder.width, decoder.height,
+                                  decoder.time_base, decoder.rate,
+                                  EncoderSettings(crf=settings.crf, preset=settings.preset, threads=threads), name)
+            started = time.perf_counter()
+            if len(boxes):
+                hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
+                stats.frames_with_faces += 1
+                stats.faces += len(boxes)
+            stats.seconds["hide"] += time.perf_counter() - started
+            started = time.perf_counter()
+            encoder.write(frame)
+            stats.seconds["encode"] += time.perf_counter() - started
+            stats.frames += 1
+            if progress:
+                progress(stats.frames, expected)
+        if stop.is_set():  # a stage failed: unblock the others before collecting its error
+            decoder.kill()
+        for stage in stages:
+            stage.join()
+            if stage.error is not None:
+                raise stage.error
+        if encoder is None:
+            raise PermanentError(f"{info.path.name!r} holds no decodable video frame")
+        started = time.perf_counter()
+        encoder.finish()
+        stats.seconds["encode"] += time.perf_counter() - started
+    except BaseException as exc:
+        stop.set()
+        decoder.kill()
+        if encoder is not None:
+            encoder.kill()
+        errors = [s.error for s in stages if s.error is not None and isinstance(s.error, AnonymizeError)]
+        if errors and not isinstance(exc, AnonymizeError):
+            raise errors[0] from exc
+        raise
+    return stats

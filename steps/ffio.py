@@ -1,0 +1,294 @@
+"""The two ffmpeg processes around the Python frame loop.
+
+Frames travel as raw video inside NUT streams (ffmpeg's own streaming container), so every
+frame keeps its exact presentation timestamp on the way out of the decoder, through Python
+and into the encoder: variable frame rate stays variable and no frame is dropped or
+duplicated. PyAV demuxes and muxes those NUT streams; the ffmpeg command lines are built
+with ffmpeg-python. Frames stay in YUV 4:2:0 end to end (no colour conversion of the full
+picture); the decoder also emits a small RGB copy of each frame for the detector.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Optional
+
+import av
+import ffmpeg
+import numpy as np
+
+from steps.containers import Container, subtitle_streams
+from steps.errors import PermanentError, TransientError
+from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_url
+
+
+def command(stream: ffmpeg.nodes.OutputStream, *global_args: str) -> list[str]:
+    """ffmpeg-python's argument list with the global options first, where ffmpeg expects them."""
+    args = stream.compile()
+    return [args[0], "-hide_banner", "-nostdin", "-v", "error", *global_args, *args[1:]]
+
+
+class _StderrTail(threading.Thread):
+    """Drains a process's stderr (so it never blocks) and keeps the last lines for error messages."""
+
+    def __init__(self, pipe: IO[bytes]):
+        super().__init__(daemon=True)
+        self.pipe, self.lines = pipe, collections.deque(maxlen=40)
+        self.start()
+
+    def run(self) -> None:
+        for line in iter(self.pipe.readline, b""):
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    @property
+    def text(self) -> str:
+        self.join(timeout=5)
+        return "\n".join(self.lines)
+
+
+class _Reader:
+    """A file-like wrapper PyAV accepts for a pipe (it must not see the fd number)."""
+
+    def __init__(self, pipe: IO[bytes]):
+        self.pipe = pipe
+
+    def read(self, n: int) -> bytes:
+        return self.pipe.read(n)
+
+
+class _Writer:
+    def __init__(self, pipe: IO[bytes]):
+        self.pipe = pipe
+
+    def write(self, data: bytes) -> int:
+        self.pipe.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class Frame:
+    """One decoded frame: the full picture as YUV 4:2:0 planes, and the detector's small RGB copy."""
+
+    index: int
+    pts: int
+    buffer: np.ndarray  # the raw yuv420p bytes, writable
+    width: int
+    height: int
+    small: Optional[np.ndarray] = None
+
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Writable views of the Y, U and V planes into the buffer."""
+        w, h = self.width, self.height
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        y = self.buffer[: w * h].reshape(h, w)
+        u = self.buffer[w * h: w * h + cw * ch].reshape(ch, cw)
+        v = self.buffer[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw)
+        return y, u, v
+
+
+def even(n: int) -> int:
+    return n + (n % 2)
+
+
+class Decoder:
+    """``ffmpeg`` decoding the input's main video stream to raw frames on a pipe."""
+
+    def __init__(self, info: MediaInfo, det_size: Optional[tuple[int, int]], hwaccel: Optional[str] = None):
+        self.info = info
+        width, height = info.video.display_size
+        self.width, self.height = even(width), even(height)
+        input_args = {"copyts": None}
+        if hwaccel:
+            input_args["hwaccel"] = hwaccel
+        video = ffmpeg.input(ffmpeg_url(info.path), **input_args)[str(info.video.index)]
+        if (width, height) != (self.width, self.height):  # x264 needs even sizes: pad one black line
+            video = video.filter("pad", self.width, self.height)
+        outputs = []
+        if det_size:
+            split = video.split()
+            outputs = [split[0].filter("format", "yuv420p"),
+                       split[1].filter("scale", det_size[0], det_size[1], flags="area").filter("format", "rgb24")]
+        else:
+            outputs = [video.filter("format", "yuv420p")]
+        self.det_size = det_size
+        out = ffmpeg.output(*outputs, "pipe:1", format="nut", vcodec="rawvideo",
+                            fps_mode="passthrough", enc_time_base=-1)
+        self.args = command(out)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+        self.stderr = _StderrTail(self.proc.stderr)
+        self.time_base: Optional[Fraction] = None
+        self.rate: Optional[Fraction] = None
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield every decoded frame in presentation order, with the detector copy attached."""
+        try:
+            container = av.open(_Reader(self.proc.stdout), mode="r", format="nut")
+        except av.error.FFmpegError:
+            self.proc.wait()
+            raise self.failure("the decoder produced no video") from None
+        with container:
+            streams = container.streams.video
+            full = streams[0]
+            self.time_base = full.time_base
+            self.rate = full.average_rate or self.info.video.avg_rate
+            frame_bytes = self.width * self.height + 2 * ((self.width + 1) // 2) * ((self.height + 1) // 2)
+            pending_full: collections.deque[Frame] = collections.deque()
+            pending_small: collections.deque[np.ndarray] = collections.deque()
+            index = 0
+            for packet in container.demux(*streams):
+                if packet.size == 0:
+                    continue
+                if packet.stream.index == full.index:
+                    data = np.frombuffer(packet, np.uint8)
+                    if data.size != frame_bytes:
+                        raise self.failure(f"the decoder sent a frame of {data.size} bytes, expected {frame_bytes}")
+                    pending_full.append(Frame(index, packet.pts, data.copy(), self.width, self.height))
+                    index += 1
+                else:
+                    w, h = self.det_size
+                    pending_small.append(np.frombuffer(packet, np.uint8).reshape(h, w, 3))
+                while pending_full and (pending_small or not self.det_size):
+                    frame = pending_full.popleft()
+                    if self.det_size:
+                        frame.small = pending_small.popleft()
+                    yield frame
+            while pending_full:  # without a detector copy only if the decoder broke off
+                yield pending_full.popleft()
+
+    def finish(self) -> None:
+        """Wait for ffmpeg and raise a clear error if decoding failed."""
+        code = self.proc.wait()
+        if code != 0:
+            raise self.failure(f"the decoder exited with code {code}")
+
+    def failure(self, what: str) -> Exception:
+        text = self.stderr.text
+        if self.proc.returncode is not None and self.proc.returncode < 0:
+            return TransientError(f"{what}: ffmpeg was killed by signal {-self.proc.returncode}")
+        return PermanentError(explain_ffmpeg_failure(text, f"{self.info.path.name!r} could not be decoded: {what}"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    codec: str = "libx264"
+    crf: int = 20
+    preset: str = "veryfast"
+    threads: int = 0
+
+
+class Encoder:
+    """``ffmpeg`` encoding raw frames from a pipe and muxing them with the input's own audio.
+
+    Audio (and subtitle) streams are copied packet for packet from the original file; the
+    container metadata (creation time and other tags), stream metadata and chapters are
+    copied too. ``-copyts`` with the input's time base keeps every timestamp as it was.
+    """
+
+    def __init__(self, info: MediaInfo, output: Path, container: Container, width: int, height: int,
+                 time_base: Fraction, rate: Optional[Fraction], settings: EncoderSettings, name: str = ""):
+        self.info, self.output, self.name = info, output, name or output.name
+        piped = ffmpeg.input("pipe:0", format="nut", copyts=None)
+        original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
+        # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
+        # without audio (ffmpeg-python leaves out inputs no stream comes from).
+        subtitles = subtitle_streams(container, info)
+        streams = [piped["v:0"], original["a?"], *(original[str(s["index"])] for s in subtitles)]
+        copied = [*info.audio, *subtitles]
+        video_args = {
+            "vcodec": settings.codec, "pix_fmt": "yuv420p",
+            # The input's own time base, so timestamps are stored as they were (the pipe's may differ).
+            "fps_mode": "passthrough", "enc_time_base": str(info.video.time_base),
+            "acodec": "copy", "scodec": "copy",
+            "map_metadata": 1, "map_chapters": 1, "max_muxing_queue_size": 9999,
+            "format": container.muxer,
+        }
+        if settings.codec == "libx264":
+            video_args.update(crf=settings.crf, preset=settings.preset)
+        if settings.threads:
+            video_args["threads"] = settings.threads
+        colour = {"color_range": "color_range", "color_space": "colorspace",
+                  "color_transfer": "color_trc", "color_primaries": "color_primaries"}
+        for key, option in colour.items():
+            if key in info.video.color:
+                video_args[option] = info.video.color[key]
+        original_tb = info.video.time_base
+        if container.timescale_option and original_tb.numerator == 1 and original_tb.denominator <= 10_000_000:
+            video_args["video_track_timescale"] = original_tb.denominator
+        # Stream metadata (language, handler, creation time): video from the input's video stream,
+        # the copied streams from themselves.
+        video_args["map_metadata:s:0"] = f"1:s:{info.video.index}"
+        for i, s in enumerate(copied, start=1):
+            video_args[f"map_metadata:s:{i}"] = f"1:s:{s['index']}"
+        out = ffmpeg.output(*streams, "file:" + str(output.absolute()), **video_args)
+        self.args = command(out, "-y")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.stderr = _StderrTail(self.proc.stderr)
+        self.muxer = av.open(_Writer(self.proc.stdin), mode="w", format="nut")
+        self.stream = self.muxer.add_stream("rawvideo", rate=rate or Fraction(25))
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.time_base = time_base
+        self.frames = 0
+
+    def write(self, frame: Frame) -> None:
+        packet = av.Packet(frame.buffer)
+        packet.pts = packet.dts = frame.pts
+        packet.time_base = self.stream.time_base
+        packet.stream = self.stream
+        try:
+            self.muxer.mux(packet)
+        except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
+            raise self.failure("the encoder stopped accepting frames") from exc
+        self.frames += 1
+
+    def finish(self) -> None:
+        try:
+            self.muxer.close()
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
+            raise self.failure("the encoder stopped accepting frames") from exc
+        code = self.proc.wait()
+        if code != 0:
+            raise self.failure(f"the encoder exited with code {code}")
+
+    def failure(self, what: str) -> Exception:
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        text = self.stderr.text
+        if "No space left on device" in text:
+            return TransientError(f"writing {self.name!r} failed: no space left on the output volume")
+        if "Permission denied" in text or "Read-only file system" in text:
+            return PermanentError(f"writing {self.name!r} failed: the output folder is not writable")
+        if self.proc.returncode is not None and self.proc.returncode < 0:
+            return TransientError(f"{what}: ffmpeg was killed by signal {-self.proc.returncode}")
+        return TransientError(explain_ffmpeg_failure(text, f"encoding {self.name!r} failed: {what}"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def count_video_packets(path: Path) -> int:
+    """Frames in the output's video stream, counted from its packets (no decoding)."""
+    data = ffmpeg.probe(ffmpeg_url(path), v="error", select_streams="v:0", count_packets=None,
+                        show_entries="stream=nb_read_packets")
+    return int(data["streams"][0]["nb_read_packets"])

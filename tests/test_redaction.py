@@ -1,0 +1,56 @@
+"""Faces at positions we placed ourselves are hidden; the rest of the picture is left alone."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from steps.anonymize import anonymize_file
+from steps.settings import Mode, Settings
+from tests import helpers as h
+from workflows.synthetic import make_sample_clip
+
+#: Highest structural similarity a hidden face may keep with the original, per mode.
+MAX_SSIM = {Mode.blur: 0.45, Mode.pixelate: 0.6, Mode.solid: 0.1}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faces")
+    truth = make_sample_clip(folder / "faces.mp4", seconds=2)
+    return folder / "faces.mp4", truth
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_face_box_is_changed_and_far_pixels_are_not(clip, tmp_path, mode):
+    path, truth = clip
+    out = tmp_path / "anon.mp4"
+    report = anonymize_file(path, out, tmp_path / "report.json", Settings(mode=mode))
+    assert report.status == "done", report.error
+    before, after = h.read_frames(path), h.read_frames(out)
+    assert len(before) == len(after) == len(truth)
+    for i, boxes in enumerate(truth):
+        gray_before = cv2.cvtColor(before[i], cv2.COLOR_BGR2GRAY)
+        gray_after = cv2.cvtColor(after[i], cv2.COLOR_BGR2GRAY)
+        far = np.ones(gray_before.shape, bool)
+        for x1, y1, x2, y2 in boxes:
+            similarity = structural_similarity(gray_before[y1:y2, x1:x2], gray_after[y1:y2, x1:x2], data_range=255)
+            assert similarity < MAX_SSIM[mode], f"frame {i}: face {x1, y1, x2, y2} still similar ({similarity:.2f})"
+            cx, cy, w, hh = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+            far[max(0, int(cy - hh)):int(cy + hh), max(0, int(cx - w)):int(cx + w)] = False
+        change = np.abs(gray_before.astype(int) - gray_after.astype(int))[far].mean()
+        assert change < 3.0, f"frame {i}: pixels far from faces changed by {change:.1f} on average"
+
+
+def test_blur_is_strong_enough_to_remove_facial_detail(clip, tmp_path):
+    path, truth = clip
+    out = tmp_path / "anon.mp4"
+    assert anonymize_file(path, out, tmp_path / "report.json", Settings()).status == "done"
+    before, after = h.read_frames(path), h.read_frames(out)
+    for i in (0, len(truth) // 2, len(truth) - 1):
+        for x1, y1, x2, y2 in truth[i]:
+            detail_before = cv2.Laplacian(cv2.cvtColor(before[i][y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+            detail_after = cv2.Laplacian(cv2.cvtColor(after[i][y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+            assert detail_after < 0.2 * detail_before

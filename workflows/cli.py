@@ -1,0 +1,90 @@
+"""``python -m workflows``: the command line people use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from steps.anonymize import anonymize_file
+from steps.errors import EXIT_USAGE
+from steps.settings import Settings, with_settings_options
+from workflows.local import LocalRunner, default_workers
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Blur every face in every frame of a video collection, on one machine or on an Argo cluster.")
+console = Console(stderr=True)
+
+
+@app.command()
+@with_settings_options
+def run(
+    settings: Settings,
+    input_dir: Path = typer.Argument(..., help="Folder of videos, searched recursively. Only read."),
+    output_dir: Path = typer.Argument(..., help="Folder for the anonymized videos (same tree as the input), their "
+                                                "reports, manifest.json and summary.json/.md."),
+    workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time."),
+    force: bool = typer.Option(False, "--force", help="Redo videos already done with the same input and settings."),
+    retries: int = typer.Option(1, help="Extra attempts for a video that failed in a way worth retrying."),
+) -> None:
+    """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize)."""
+    runner = LocalRunner(input_dir, output_dir, settings, workers=workers, force=force, retries=retries,
+                         console=console)
+    try:
+        summary = runner.run()
+    except (ValueError, NotADirectoryError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    t = summary.totals
+    console.print(f"[bold]{t['discovered']}[/] videos: [green]{t['done']} done[/], {t['skipped']} skipped, "
+                  f"[red]{t['failed']} failed[/]. Summary: {output_dir / 'summary.md'}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@with_settings_options
+def anonymize(
+    settings: Settings,
+    input_file: Path = typer.Argument(..., help="The video to anonymize. Only read."),
+    output_file: Path = typer.Argument(..., help="The anonymized video (its extension picks the container)."),
+    force: bool = typer.Option(False, "--force", help="Redo it even if its report says it is done."),
+    report: Optional[Path] = typer.Option(None, help="Report path [default: OUTPUT_FILE.report.json]."),
+) -> None:
+    """Anonymize one video file."""
+    report_path = report or output_file.with_name(output_file.name + ".report.json")
+    with Progress(TextColumn(input_file.name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]}"),
+                  TimeRemainingColumn(), console=console, disable=not console.is_terminal) as bars:
+        task = bars.add_task("frames", total=None, fps="")
+        started = []
+
+        def progress(done: int, total: Optional[int]) -> None:
+            import time
+
+            started or started.append(time.monotonic())
+            elapsed = max(time.monotonic() - started[0], 1e-6)
+            bars.update(task, completed=done, total=total, fps=f"{done / elapsed:.1f} fps")
+
+        result = anonymize_file(input_file, output_file, report_path, settings, force=force, progress=progress)
+    if result.status == "failed":
+        console.print(f"[red]failed:[/] {result.error}")
+        raise typer.Exit(result.exit_code)
+    console.print(f"[green]{result.status}[/]: {result.output} ({result.frames_out} frames, "
+                  f"{result.faces_detected} faces, {result.fps} fps). Report: {report_path}")
+
+
+@app.command()
+def sample(
+    folder: Path = typer.Argument(Path("sample/input"), help="Where to write the sample clip."),
+    seconds: float = typer.Option(4.0, help="Length of the clip."),
+) -> None:
+    """Build a short sample clip (two moving faces from a public-domain photo, with sound) to try the system on."""
+    from workflows.synthetic import make_sample_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "astronaut.mp4"
+    truth = make_sample_clip(path, seconds=seconds)
+    console.print(f"wrote {path}: {len(truth)} frames, {len(truth[0])} faces per frame")

@@ -1,0 +1,151 @@
+"""The run on one machine: the same three steps the Argo workflow runs, without a cluster.
+
+Discover and summarize run in this process; each video is anonymized by a worker process
+running ``python -m steps.anonymize --manifest ... --index N``, the very command of an Argo
+pod, with the settings in its environment as in a pod. A crashed worker loses one attempt
+of one video, never the run; transient failures are retried with Argo's rule.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+import steps
+from steps.discover import run_discover
+from steps.errors import should_retry
+from steps.manifest import Manifest, manifest_path
+from steps.progress import PROGRESS_FILE_ENV, read_progress_file
+from steps.report import VideoReport, report_path_for
+from steps.settings import Settings
+from steps.summarize import Summary, run_summarize
+
+PROJECT_ROOT = Path(steps.__file__).resolve().parent.parent
+
+
+def default_workers() -> int:
+    """Half the cores: each worker's encoder and detector use several threads."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def anonymize_command(manifest: Path, index: int, input_root: Path, output_root: Path, force: bool) -> list[str]:
+    """The worker's command line: the same step CLI the Argo anonymize template runs."""
+    args = [sys.executable, "-m", "steps.anonymize", "--manifest", str(manifest), "--index", str(index),
+            "--input-root", str(input_root), "--output-root", str(output_root)]
+    return args + (["--force"] if force else [])
+
+
+@dataclass
+class _Job:
+    index: int
+    path: str
+    attempt: int = 1
+    proc: Optional[subprocess.Popen] = None
+    progress_file: Optional[Path] = None
+    task: Optional[TaskID] = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class LocalRunner:
+    def __init__(self, input_root: Path, output_root: Path, settings: Settings, workers: int, force: bool = False,
+                 retries: int = 1, console: Optional[Console] = None):
+        self.input_root, self.output_root = input_root.resolve(), output_root.resolve()
+        self.settings, self.workers, self.force, self.retries = settings, max(1, workers), force, retries
+        self.console = console or Console(stderr=True)
+        self.threads = max(1, (os.cpu_count() or 2) // self.workers)
+
+    def _env(self, progress_file: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.settings.to_env())
+        env["ANON_THREADS"] = str(self.threads)
+        env[PROGRESS_FILE_ENV] = str(progress_file)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    def run(self) -> Summary:
+        manifest_file = manifest_path(self.output_root)
+        manifest = run_discover(self.input_root, self.output_root)
+        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {self.input_root}"
+                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
+        with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
+            self._work(manifest, manifest_file, Path(progress_dir))
+        return run_summarize(self.output_root)
+
+    def _work(self, manifest: Manifest, manifest_file: Path, progress_dir: Path) -> None:
+        pending = [_Job(i, item.path) for i, item in enumerate(manifest.items)]
+        running: list[_Job] = []
+        frames_done = 0
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=self.console, disable=not self.console.is_terminal, transient=False) as bars:
+            videos = bars.add_task("videos", total=len(pending), fps="")
+            frames = bars.add_task("frames", total=None, fps="")
+            run_started = time.monotonic()
+            while pending or running:
+                while pending and len(running) < self.workers:
+                    job = pending.pop(0)
+                    job.progress_file = progress_dir / f"{job.index}.progress"
+                    job.progress_file.unlink(missing_ok=True)
+                    job.started = time.monotonic()
+                    with open(progress_dir / f"{job.index}.log", "wb") as log:  # a pipe could fill up and block
+                        job.proc = subprocess.Popen(
+                            anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
+                            env=self._env(job.progress_file), stdout=subprocess.DEVNULL, stderr=log,
+                            cwd=PROJECT_ROOT)
+                    job.task = bars.add_task(f"  {job.path}", total=None, fps="")
+                    running.append(job)
+                time.sleep(0.25)
+                live_frames = 0
+                for job in list(running):
+                    seen = read_progress_file(job.progress_file)
+                    if seen:
+                        elapsed = max(time.monotonic() - job.started, 1e-6)
+                        bars.update(job.task, completed=seen[0], total=seen[1], fps=f"{seen[0] / elapsed:.1f} fps")
+                        live_frames += seen[0]
+                    if job.proc.poll() is None:
+                        continue
+                    running.remove(job)
+                    bars.remove_task(job.task)
+                    stderr = (progress_dir / f"{job.index}.log").read_text(errors="replace")
+                    code = job.proc.returncode
+                    report = VideoReport.load(report_path_for(self.output_root, job.path))
+                    if code != 0 and should_retry(code) and job.attempt <= self.retries:
+                        self.console.print(f"[yellow]retry[/] {job.path} (exit code {code}, attempt {job.attempt})")
+                        pending.insert(0, _Job(job.index, job.path, job.attempt + 1))
+                        continue
+                    bars.advance(videos)
+                    if report is not None and report.status in ("done", "skipped"):
+                        frames_done += report.frames_out or 0
+                    self._print_result(job.path, code, report, stderr)
+                total_elapsed = max(time.monotonic() - run_started, 1e-6)
+                shown = frames_done + live_frames
+                bars.update(frames, completed=shown, fps=f"{shown / total_elapsed:.1f} fps")
+
+    def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
+        if report is None or report.status == "running":
+            tail = " ".join(stderr.strip().splitlines()[-3:])
+            self.console.print(f"[red]failed[/] {path}: the worker exited with code {code} without a report. {tail}")
+        elif report.status == "failed":
+            self.console.print(f"[red]failed[/] {path}: {report.error}")
+        elif report.status == "skipped":
+            self.console.print(f"[dim]skipped[/] {path} (already done)")
+        else:
+            self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
+                               f"{report.faces_detected} faces")
