@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MEDIA = Path(os.environ.get("ANON_TEST_MEDIA", ROOT.parent / "shared" / "media"))
+
+def _media_folder() -> Path:
+    """The shared real clips: $ANON_TEST_MEDIA, else ../shared/media beside the checkout, else /work/shared/media."""
+    candidates = [os.environ.get("ANON_TEST_MEDIA"), ROOT.parent / "shared" / "media", "/work/shared/media"]
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_dir():
+            return Path(candidate)
+    return ROOT.parent / "shared" / "media"
+
+
+MEDIA = _media_folder()
 
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"the shared test clips are not at {MEDIA}")
 
