@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -10,8 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from steps.anonymize import anonymize_file
-from steps.errors import EXIT_USAGE
+from steps.errors import EXIT_USAGE, one_sentence
+from steps.fsutil import atomic_write_text
 from steps.settings import Settings, with_settings_options
+from workflows.argo import ClusterConfig, GpuMode, render_documents, with_cluster_options
 from workflows.local import LocalRunner, default_workers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -88,3 +91,76 @@ def sample(
     path = folder / "astronaut.mp4"
     truth = make_sample_clip(path, seconds=seconds)
     console.print(f"wrote {path}: {len(truth)} frames, {len(truth[0])} faces per frame")
+
+
+class Kind(str, Enum):
+    template = "template"
+    workflow = "workflow"
+
+
+_KINDS = {Kind.template: "WorkflowTemplate", Kind.workflow: "Workflow"}
+
+
+@app.command("render")
+@with_settings_options
+@with_cluster_options
+def render_command(
+    settings: Settings,
+    cluster: ClusterConfig,
+    kind: Kind = typer.Option(Kind.template, help="template: a WorkflowTemplate to install (kubectl apply, then "
+                                                  "argo submit --from workflowtemplate/NAME); workflow: a Workflow "
+                                                  "to submit as it is (argo submit FILE)."),
+    out: Optional[Path] = typer.Option(None, help="Write the YAML to this file (default: standard output)."),
+) -> None:
+    """Print the Argo workflow (YAML) that anonymizes every video on the input volume."""
+    text = render_documents(cluster, settings, _KINDS[kind])
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(out, text)
+        console.print(f"wrote {out}")
+
+
+@app.command()
+def lint(
+    file: Optional[Path] = typer.Argument(None, help="A rendered workflow (YAML, several documents allowed) "
+                                                     "[default: every built-in variant]."),
+) -> None:
+    """Check a workflow offline: Argo's JSON schema (strict) and its internal references."""
+    from workflows.lint import lint_documents, load_documents
+
+    if file is not None:
+        try:
+            targets = {str(file): load_documents(file)}
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]error:[/] cannot read {file}: {one_sentence(str(exc))}")
+            raise typer.Exit(EXIT_USAGE) from None
+    else:
+        targets = {f"built-in {label}": docs for label, docs in builtin_variants()}
+    failed = False
+    for label, docs in targets.items():
+        checked = [d for d in docs if isinstance(d, dict) and d.get("kind") in ("Workflow", "WorkflowTemplate")]
+        errors = lint_documents(checked)
+        if not checked:
+            errors = ["no Workflow or WorkflowTemplate in it"]
+        failed = failed or bool(errors)
+        status = "[red]FAILED[/]" if errors else "[green]ok[/]"
+        console.print(f"{status} {label} ({len(checked)} workflow documents)", highlight=False, soft_wrap=True)
+        for error in errors:
+            console.print(f"  {error}", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def builtin_variants():
+    """(label, documents) for each rendered variant: GPU mode x volume kind x workflow kind."""
+    import yaml
+
+    for gpu in GpuMode:
+        for volumes in ("pvc", "hostPath"):
+            paths = {"input_host_path": "/data/videos", "output_host_path": "/data/anonymized"} if volumes != "pvc" \
+                else {}
+            cluster = ClusterConfig(gpu_mode=gpu, **paths)
+            for kind in _KINDS.values():
+                docs = list(yaml.safe_load_all(render_documents(cluster, Settings(), kind)))
+                yield f"{kind} gpu={gpu.value} volumes={volumes}", docs

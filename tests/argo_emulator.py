@@ -1,0 +1,195 @@
+"""Run a rendered Argo workflow's DAG on this machine, as Argo's controller would, for the tests.
+
+No cluster exists here, so this stands in for the controller on the points that decide whether
+the YAML and the step CLIs fit together: tasks in ``depends`` order (the expression evaluated
+over task results), ``withParam`` fan-out over the previous task's printed result, Argo's
+substitutions (``{{item}}``, ``{{inputs.parameters.*}}``, ``{{tasks.*.outputs.result}}``,
+``{{workflow.name|namespace}}``: any other variable fails the run), each container's own
+``command`` + ``args`` + ``env`` with the volume mount paths mapped to local folders, and
+``retryStrategy`` (limit and expression; the backoff is not waited for). What it does not
+emulate: scheduling, parallelism, resources, security contexts, pod deletion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from workflows.lint import depends_operands, depends_tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+_VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+_DEFAULT_RESULT = ("Succeeded", "Skipped", "Daemoned")
+
+
+def eval_retry_expression(expression: str, exit_code: str, status: str) -> bool:
+    """Evaluate an Argo retryStrategy expression (the expr-lang subset this project writes) in Python."""
+    python = expression.replace("||", " or ").replace("&&", " and ")
+    python = re.sub(r"!(?!=)", " not ", python)
+    python = python.replace("asInt(", "int(").replace("lastRetry.exitCode", "exit_code")
+    python = python.replace("lastRetry.status", "status")
+    return bool(eval(python, {"__builtins__": {}}, {"int": int, "exit_code": exit_code, "status": status}))
+
+
+def eval_depends(expression: str, results: dict[str, dict[str, bool]]) -> bool:
+    """Evaluate a DAG task's ``depends`` over the finished tasks' results (a bare name: Succeeded/Skipped/Daemoned)."""
+    words = {"&&": "and", "||": "or", "!": "not", "(": "(", ")": ")"}
+    python = []
+    for token in depends_tokens(expression):
+        if token in words:
+            python.append(words[token])
+        else:
+            task, _, result = token.partition(".")
+            python.append(str(results[task][result] if result else any(results[task][r] for r in _DEFAULT_RESULT)))
+    return bool(eval(" ".join(python) or "True", {"__builtins__": {}}, {}))
+
+
+@dataclass
+class Attempt:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Node:
+    """One pod-level task run (one item of a fan-out), with every attempt."""
+
+    task: str
+    item: Optional[str]
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        return "Succeeded" if self.attempts and self.attempts[-1].exit_code == 0 else "Failed"
+
+
+@dataclass
+class Run:
+    phase: str
+    task_phases: dict[str, str]
+    nodes: list[Node]
+
+    def nodes_of(self, task: str) -> list[Node]:
+        return [node for node in self.nodes if node.task == task]
+
+
+class Emulator:
+    def __init__(self, doc: dict[str, Any], volumes: dict[str, Path], timeout: float = 300):
+        self.spec = doc["spec"]
+        self.templates = {t["name"]: t for t in self.spec["templates"]}
+        self.volumes = volumes
+        self.timeout = timeout
+        self.workflow_vars = {"workflow.name": "emulated-run", "workflow.namespace": doc["metadata"]["namespace"]}
+
+    def _substitute(self, text: str, variables: dict[str, str]) -> str:
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in variables:
+                raise KeyError(f"the emulator has no value for {{{{{name}}}}} in {text!r}")
+            return variables[name]
+
+        return _VARIABLE.sub(replace, text)
+
+    def _map_path(self, value: str, mounts: dict[str, Path]) -> str:
+        for mount_path, local in mounts.items():
+            if value == mount_path or value.startswith(mount_path + "/"):
+                return str(local) + value[len(mount_path):]
+        return value
+
+    def run_template(self, name: str, parameters: Optional[dict[str, str]] = None) -> Node:
+        """One pod of template *name*, with its retries."""
+        template = self.templates[name]
+        container = template["container"]
+        declared = {p["name"] for p in (template.get("inputs") or {}).get("parameters") or []}
+        parameters = parameters or {}
+        assert set(parameters) == declared, f"template {name!r} declares {declared}, was given {set(parameters)}"
+        variables = {**self.workflow_vars, **{f"inputs.parameters.{k}": v for k, v in parameters.items()}}
+        mounts = {m["mountPath"]: self.volumes[m["name"]] for m in container.get("volumeMounts") or []}
+        argv = [self._map_path(self._substitute(a, variables), mounts)
+                for a in container.get("command", []) + container.get("args", [])]
+        if argv[0] == "python":
+            argv[0] = sys.executable  # the image's python is the project's; here, the test's
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+        for item in container.get("env") or []:
+            env[item["name"]] = self._map_path(self._substitute(item["value"], variables), mounts)
+        node = Node(task=name, item=parameters.get("index"))
+        retry = template.get("retryStrategy") or {}
+        limit = int(retry.get("limit", 0))
+        while True:
+            done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=self.timeout)
+            node.attempts.append(Attempt(done.returncode, done.stdout, done.stderr))
+            if done.returncode == 0 or len(node.attempts) > limit:
+                return node
+            expression = retry.get("expression")
+            if expression and not eval_retry_expression(expression, str(done.returncode), "Failed"):
+                return node
+
+    def run(self) -> Run:
+        """The entrypoint DAG, task after task in dependency order."""
+        dag = self.templates[self.spec["entrypoint"]]["dag"]
+        tasks = {task["name"]: task for task in dag["tasks"]}
+        order = self._order(tasks)
+        phases: dict[str, str] = {}
+        results: dict[str, dict[str, bool]] = {}
+        outputs: dict[str, str] = {}
+        nodes: list[Node] = []
+        for name in order:
+            task = tasks[name]
+            if not eval_depends(task.get("depends", ""), results):
+                phases[name] = "Omitted"
+            else:
+                variables = {**self.workflow_vars,
+                             **{f"tasks.{t}.outputs.result": r for t, r in outputs.items()}}
+                if "withParam" in task:
+                    items = json.loads(self._substitute(task["withParam"], variables))
+                    assert isinstance(items, list), f"withParam of {name!r} is not a JSON list"
+                else:
+                    items = [None]
+                children = []
+                for item in items:
+                    item_vars = {**variables, **({"item": item if isinstance(item, str) else json.dumps(item)}
+                                                 if item is not None else {})}
+                    parameters = {p["name"]: self._substitute(p["value"], item_vars)
+                                  for p in (task.get("arguments") or {}).get("parameters") or []}
+                    children.append(self.run_template(task["template"], parameters))
+                nodes += children
+                if not children:
+                    phases[name] = "Skipped"
+                else:
+                    phases[name] = "Failed" if any(c.phase == "Failed" for c in children) else "Succeeded"
+                if "withParam" not in task and children:
+                    outputs[name] = children[0].attempts[-1].stdout.strip()
+                results[name] = {r: phases[name] == r for r in ("Succeeded", "Failed", "Errored", "Skipped",
+                                                                 "Omitted", "Daemoned")}
+                results[name]["AnySucceeded"] = any(c.phase == "Succeeded" for c in children)
+                results[name]["AllFailed"] = bool(children) and all(c.phase == "Failed" for c in children)
+                continue
+            results[name] = {r: phases[name] == r for r in ("Succeeded", "Failed", "Errored", "Skipped", "Omitted",
+                                                             "Daemoned", "AnySucceeded", "AllFailed")}
+        depended_on = {dep for task in tasks.values() for dep, _ in depends_operands(task.get("depends", ""))}
+        leaves = [name for name in tasks if name not in depended_on]
+        failed = any(phase == "Failed" for phase in phases.values())
+        # Argo's rule (assessDAGPhase): the workflow takes its leaf tasks' phases; an omitted leaf
+        # inherits the failure of the branch above it.
+        bad = [leaf for leaf in leaves if phases[leaf] == "Failed" or (phases[leaf] == "Omitted" and failed)]
+        return Run(phase="Failed" if bad else "Succeeded", task_phases=phases, nodes=nodes)
+
+    @staticmethod
+    def _order(tasks: dict[str, dict[str, Any]]) -> list[str]:
+        order: list[str] = []
+        pending = dict(tasks)
+        while pending:
+            ready = [n for n, t in pending.items()
+                     if all(dep in order for dep, _ in depends_operands(t.get("depends", "")))]
+            assert ready, f"dependency cycle among {sorted(pending)}"
+            for name in ready:
+                order.append(name)
+                del pending[name]
+        return order
