@@ -14,7 +14,7 @@ from steps.anonymize import anonymize_file
 from steps.errors import EXIT_USAGE, one_sentence
 from steps.fsutil import atomic_write_text
 from steps.settings import Settings, with_settings_options
-from workflows.argo import ClusterConfig, GpuMode, render_documents, with_cluster_options
+from workflows.argo import ClusterConfig, GpuMode, build, render_documents, with_cluster_options
 from workflows.local import LocalRunner, default_workers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -119,6 +119,39 @@ def render_command(
     else:
         atomic_write_text(out, text)
         console.print(f"wrote {out}")
+
+
+@app.command()
+@with_settings_options
+@with_cluster_options
+def submit(
+    settings: Settings,
+    cluster: ClusterConfig,
+    server: str = typer.Option("", envvar="ARGO_SERVER", show_default=False,
+                               help="Argo Server: host:port (as the argo command takes it) or an http(s) URL."),
+    token: str = typer.Option("", envvar="ARGO_TOKEN", show_default=False,
+                              help="Token for the Argo Server ('Bearer ...' as `argo auth token` prints it, or bare). "
+                                   "Prefer the environment variable: a command line is visible to other users."),
+    secure: bool = typer.Option(True, "--secure/--plaintext", envvar="ARGO_SECURE",
+                                help="https (default) or plain http when --server has no scheme."),
+    insecure_skip_verify: bool = typer.Option(False, "--insecure-skip-verify", envvar="ARGO_INSECURE_SKIP_VERIFY",
+                                              help="Do not verify the server's TLS certificate."),
+) -> None:
+    """Submit the workflow to an Argo Server; print its name and its Argo UI address."""
+    from workflows.submit import ArgoServer, SubmitError
+    from workflows.submit import submit as submit_workflow
+
+    try:
+        argo = ArgoServer.from_address(server, token=token, secure=secure, verify_tls=not insecure_skip_verify)
+        name = submit_workflow(build(cluster, settings, "Workflow"), argo)
+    except SubmitError as exc:
+        console.print(f"[red]error:[/] {one_sentence(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(name)
+    console.print(f"submitted {name} to namespace {cluster.namespace}: {argo.ui_url(cluster.namespace, name)}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"watch: argo watch -n {cluster.namespace} {name}   retry failed videos: "
+                  f"argo retry -n {cluster.namespace} {name}", highlight=False, soft_wrap=True)
 
 
 @app.command()
