@@ -1,0 +1,97 @@
+"""The rendered workflow's own container commands, run locally in DAG order (tests/argo_emulator.py).
+
+A mismatch between the YAML and the step CLIs (an option renamed, a path, the fan-out list's
+format, the depends rule) fails here, without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import yaml
+
+from steps.settings import Settings
+from tests.argo_emulator import Emulator
+from tests.conftest import MEDIA, needs_media
+from tests.helpers import decoded_frames
+from workflows.argo import ClusterConfig, render_documents
+
+ARGO_RESULT_LIMIT = 256 * 1024  # Argo keeps the last 256 kB of a step's printed result
+OBJECT_LIMIT = 1024 * 1024  # etcd's object size limit is about 1.5 MB; Argo warns well before
+
+
+def volumes(base):
+    folders = {name: base / name for name in ("input", "output", "tmp")}
+    for folder in folders.values():
+        folder.mkdir()
+    return folders
+
+
+def snapshot(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in folder.rglob("*"))
+
+
+@needs_media
+def test_rendered_workflow_runs_on_real_clips(tmp_path):
+    folders = volumes(tmp_path)
+    (folders["input"] / "street").mkdir()
+    shutil.copyfile(MEDIA / "carphone_qcif.mp4", folders["input"] / "street" / "carphone_qcif.mp4")
+    shutil.copyfile(MEDIA / "rotated_noface.mov", folders["input"] / "rotated_noface.mov")
+    (folders["input"] / "broken.mp4").write_text("not a video")
+    before = snapshot(folders["input"])
+    doc = yaml.safe_load(render_documents(ClusterConfig(), Settings(mode="pixelate"), "WorkflowTemplate"))
+
+    run = Emulator(doc, folders).run()
+
+    discover = run.nodes_of("discover")[0]
+    assert json.loads(discover.attempts[-1].stdout) == [0, 1, 2]  # broken.mp4, rotated_noface.mov, street/...
+    by_index = {node.item: node for node in run.nodes_of("anonymize")}
+    assert sorted(by_index) == ["0", "1", "2"]
+    assert [a.exit_code for a in by_index["0"].attempts] == [3]  # permanent: not retried
+    assert by_index["1"].phase == by_index["2"].phase == "Succeeded"
+    summarize = run.nodes_of("summarize")[0]
+    assert [a.exit_code for a in summarize.attempts] == [1]  # ran after a failed child, reported it, not retried
+    assert run.task_phases == {"discover": "Succeeded", "anonymize": "Failed", "summarize": "Failed"}
+    assert run.phase == "Failed"  # so that `argo retry` re-runs the failed pod, then summarize
+
+    out = folders["output"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {k: summary["totals"][k] for k in ("discovered", "done", "failed")} == {"discovered": 3, "done": 2,
+                                                                                   "failed": 1}
+    for name, frames in (("street/carphone_qcif.mp4", 120), ("rotated_noface.mov", 66)):
+        assert decoded_frames(out / name) == frames
+        report = json.loads((out / (name + ".report.json")).read_text())
+        assert report["status"] == "done" and report["settings"]["mode"] == "pixelate"  # settings came by env
+    assert not (out / "broken.mp4").exists()
+    assert (out / ".workflows" / "emulated-run" / "manifest.json").is_file()  # this workflow's own manifest
+    assert snapshot(folders["input"]) == before  # the input volume is only read
+
+    again = Emulator(doc, folders).run()  # a resubmission (or argo retry) redoes nothing that is done
+    statuses = {row["path"]: row["status"] for row in json.loads((out / "summary.json").read_text())["rows"]}
+    assert statuses == {"broken.mp4": "failed", "rotated_noface.mov": "skipped", "street/carphone_qcif.mp4": "skipped"}
+    assert again.phase == "Failed"
+
+
+def test_ten_thousand_videos_fit_argo_limits(tmp_path):
+    folders = volumes(tmp_path)
+    for folder in range(100):
+        sub = folders["input"] / f"camera{folder:03d}"
+        sub.mkdir()
+        for clip in range(100):  # empty files: discover lists videos by extension, without decoding them
+            (sub / f"clip-{clip:03d}-a-rather-long-descriptive-file-name-as-cameras-write-them.mp4").touch()
+    documents = {kind: render_documents(ClusterConfig(), Settings(), kind) for kind in ("WorkflowTemplate", "Workflow")}
+    doc = yaml.safe_load(documents["WorkflowTemplate"])
+
+    node = Emulator(doc, folders).run_template("discover")
+
+    assert node.phase == "Succeeded", node.attempts[-1].stderr
+    printed = node.attempts[-1].stdout
+    assert json.loads(printed) == list(range(10_000))
+    assert len(printed.encode()) < ARGO_RESULT_LIMIT / 4, len(printed.encode())
+    manifest = json.loads((folders["output"] / ".workflows" / "emulated-run" / "manifest.json").read_text())
+    assert len(manifest["items"]) == 10_000
+    for kind, text in documents.items():
+        size = len(json.dumps(yaml.safe_load(text)).encode())
+        assert size < OBJECT_LIMIT / 50, (kind, size)  # the spec does not grow with the number of videos
