@@ -58,7 +58,7 @@ RETRY_EXPRESSION = (f'lastRetry.status == "Error" || '
                     f'!(asInt(lastRetry.exitCode) in [{", ".join(str(c) for c in NO_RETRY_EXIT_CODES)}])')
 #: summarize exits 1 when a video failed: retrying cannot change that, so only Argo-side errors are.
 SUMMARIZE_RETRY_EXPRESSION = 'lastRetry.status == "Error"'
-#: anonymize waits for every child of the fan-out, failed or not (an empty list is Skipped).
+#: summarize waits for every child of the anonymize fan-out, failed or not (an empty list may be Skipped).
 SUMMARIZE_DEPENDS = "anonymize.Succeeded || anonymize.Failed || anonymize.Errored || anonymize.Skipped"
 
 
