@@ -25,10 +25,12 @@ from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, Tr
 from steps.ffio import count_video_packets
 from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
 from steps.manifest import Manifest
+from steps.outputs import write_outputs
 from steps.probe import check_readable, probe
 from steps.progress import StepProgress
 from steps.report import InputFacts, VideoReport, now, report_path_for
 from steps.settings import Settings, with_settings_options
+from steps.thumbnails import FaceFrameSampler, thumbnails_path_for
 
 Progress = engine.Progress
 
@@ -41,16 +43,19 @@ def _detector(settings: Settings, threads: int) -> Detector:
 
 def anonymize_file(source: Path, output: Path, report_path: Path, settings: Settings, *, force: bool = False,
                    threads: int = 0, input_root: Optional[Path] = None, choose_container: bool = False,
-                   display_path: Optional[str] = None,
+                   display_path: Optional[str] = None, attempt: int = 1,
                    progress: Optional[Progress] = None) -> VideoReport:
     """Anonymize *source* into *output*; always write and return the report (status done/skipped/failed).
 
     With *choose_container*, the output may gain ``.mkv`` when its container cannot carry the
     input's audio unchanged (see steps.containers); otherwise *output*'s name is used as given.
+    *attempt* (1, 2...) is recorded in the report: Argo and the local runner say which try this is.
+    Beside the output, a strip of a few of its frames with faces (see steps.thumbnails).
     """
     started, clock = now(), time.monotonic()
     report = VideoReport(status="failed", input=InputFacts(path=display_path or str(source)), started_at=started,
-                         settings=settings.model_dump(mode="json"), settings_digest=settings.digest())
+                         settings=settings.model_dump(mode="json"), settings_digest=settings.digest(),
+                         attempt=attempt)
     tmp: Optional[Path] = None
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
@@ -59,7 +64,8 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.input.fingerprint = fingerprint(source)
         previous = None if force else VideoReport.load(report_path)
         if previous is not None and previous.matches(report.input.fingerprint, report.settings_digest):
-            skipped = previous.model_copy(update={"status": "skipped", "note": "already anonymized with the same "
+            skipped = previous.model_copy(update={"status": "skipped", "attempt": attempt,
+                                                  "note": "already anonymized with the same "
                                                   "input and settings on " + str(previous.finished_at)})
             skipped.save(report_path)
             return skipped
@@ -88,8 +94,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         # Marks the video as in progress: if this process is killed, the summary will not
         # mistake an older report for this run's result.
         report.model_copy(update={"status": "running"}).save(report_path)
+        sampler = FaceFrameSampler()
         stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name)
+                           name=output.name, on_frame=sampler)
         declared = info.video.nb_frames
         if declared and stats.frames < declared:
             raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
@@ -101,6 +108,7 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         tmp = None
         report = report.model_copy(update={
             "status": "done", "output": str(output), "frames_in": stats.frames, "frames_out": frames_out,
+            "thumbnails": _write_thumbnails(sampler, output),
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
@@ -122,6 +130,18 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.fps = round(report.frames_out / elapsed, 2) if elapsed > 0 else None
     report.save(report_path)
     return report
+
+
+def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
+    """The strip's path, or None (no face, or it could not be written: a courtesy, never a failure)."""
+    path = thumbnails_path_for(output)
+    try:
+        if sampler.write_strip(path) is not None:
+            return str(path)
+        remove_quietly(path)  # an earlier run's strip would show frames this output does not have
+    except OSError:
+        pass
+    return None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -160,12 +180,19 @@ def main(
                                                help="Output root [default: the manifest's folder]."),
     force: bool = typer.Option(False, "--force", help="Redo the video even if its report says it is done."),
     threads: int = typer.Option(0, envvar="ANON_THREADS", help="CPU threads for the detector and encoder (0: all)."),
+    previous_attempts: int = typer.Option(0, min=0, envvar="ANON_PREVIOUS_ATTEMPTS",
+                                          help="How many times this video was tried before (Argo passes "
+                                               "{{retries}}); recorded in the report."),
+    argo_outputs: Optional[Path] = typer.Option(None, help="Folder for Argo's output parameters (frames, "
+                                                           "video-seconds, result): the workflow's metrics."),
 ) -> None:
     """Anonymize one video: every face in every frame hidden, audio and timing kept."""
     _terminate_on_sigterm()
+    attempt = previous_attempts + 1
     if input is not None and output is not None and manifest is None and index is None:
+        progress = StepProgress(input.name)
         report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
-                                force=force, threads=threads, progress=StepProgress(input.name))
+                                force=force, threads=threads, attempt=attempt, progress=progress)
     elif manifest is not None and index is not None and input is None and output is None:
         try:
             loaded = Manifest.load(manifest)
@@ -173,12 +200,16 @@ def main(
         except (OSError, ValueError, IndexError) as exc:
             typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
+        progress = StepProgress(loaded.item(index).path)
         report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
                                 output_root or manifest.parent, settings, force=force, threads=threads,
-                                progress=StepProgress(loaded.item(index).path))
+                                attempt=attempt, progress=progress)
     else:
         typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
         raise typer.Exit(EXIT_USAGE)
+    if report.status == "done":
+        progress.finish(report.frames_out or 0)
+    write_outputs(argo_outputs, metric_values(report))
     line = f"{report.status}: {report.input.path}"
     if report.status == "failed":
         line += f": {report.error}"
@@ -186,6 +217,14 @@ def main(
         line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_detected} faces)"
     typer.echo(line, err=True)
     raise typer.Exit(report.exit_code if report.status == "failed" else EXIT_OK)
+
+
+def metric_values(report: VideoReport) -> dict[str, str]:
+    """The anonymize template's output parameters: work done by this pod (a skipped video did none)."""
+    done = report.status == "done"
+    seconds = report.video.get("duration") if done else None
+    return {"frames": str(report.frames_out or 0) if done else "0", "video-seconds": f"{seconds or 0:.3f}",
+            "result": report.status}
 
 
 if __name__ == "__main__":

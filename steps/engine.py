@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from steps.containers import Container
 from steps.detectors import Detector
 from steps.errors import AnonymizeError, PermanentError
@@ -26,6 +28,8 @@ from steps.settings import Settings
 
 #: Called after each frame with (frames done, frames expected or None).
 Progress = Callable[[int, Optional[int]], None]
+#: Called with each frame as it goes to the encoder (faces already hidden) and its face boxes.
+FrameHook = Callable[[Frame, np.ndarray], None]
 _END = object()
 
 
@@ -73,8 +77,12 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 
 
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
-        threads: int = 0, progress: Optional[Progress] = None, name: str = "") -> Stats:
-    """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages)."""
+        threads: int = 0, progress: Optional[Progress] = None, name: str = "",
+        on_frame: Optional[FrameHook] = None) -> Stats:
+    """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
+
+    *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
+    """
     width, height = info.video.display_size
     det_size = detector.input_size(width, height)
     stats = Stats()
@@ -141,6 +149,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
                 stats.frames_with_faces += 1
                 stats.faces += len(boxes)
+            if on_frame:
+                on_frame(frame, boxes)
             stats.seconds["hide"] += time.perf_counter() - started
             started = time.perf_counter()
             encoder.write(frame)

@@ -49,6 +49,10 @@ class VideoReport(BaseModel):
     error: Optional[str] = None
     error_kind: Optional[str] = None
     exit_code: int = 0
+    #: Which try this report comes from: 1, then 2, 3... when Argo or the local runner retried the video.
+    attempt: int = 1
+    #: A JPEG strip of a few anonymized frames with faces, beside the output (see steps.thumbnails).
+    thumbnails: Optional[str] = None
     host: str = socket.gethostname()
     note: Optional[str] = None
 
