@@ -1,13 +1,16 @@
-"""Step 3: gather the per-video reports into summary.json and summary.md at the output root.
+"""Step 3: gather the per-video reports into summary.json, summary.md and summary.html at the output root.
 
 The manifest, not the set of reports found, decides the rows: every discovered video gets a
 row, and a video without a report (its worker never ran or never finished) counts as failed,
-so done + skipped + failed always equals discovered.
+so done + skipped + failed always equals discovered. The totals include what a cost estimate
+needs: worker-seconds (GPU-seconds on a GPU worker) per hour of video.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,8 +19,11 @@ from pydantic import BaseModel
 
 from steps.fsutil import atomic_write_text
 from steps.manifest import Manifest, manifest_path
+from steps.outputs import write_outputs
 from steps.report import VideoReport, now, report_path_for
+from steps.summary_html import audit_text, to_html
 
+SUMMARY_HTML = "summary.html"
 NO_REPORT = "no report: the anonymize step did not run for this video."
 UNFINISHED = "the anonymize step started but did not finish (its worker was stopped or killed)."
 
@@ -34,6 +40,19 @@ class Row(BaseModel):
     output: Optional[str] = None
     error: Optional[str] = None
     error_kind: Optional[str] = None
+    #: Tries it took (1: no retry); None when no report says.
+    attempts: Optional[int] = None
+    #: Suspect frames the audit pass found in the output; None when no audit ran.
+    audit_findings: Optional[int] = None
+    #: cpu or gpu, when the report says which hardware ran it.
+    device: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    thumbnails: Optional[str] = None
+
+    @property
+    def retries(self) -> Optional[int]:
+        return None if self.attempts is None else self.attempts - 1
 
 
 class Summary(BaseModel):
@@ -55,10 +74,29 @@ def row_for(path: str, report: Optional[VideoReport]) -> Row:
         return Row(path=path, status="failed", error=NO_REPORT, error_kind="missing")
     if report.status == "running":
         return Row(path=path, status="failed", error=UNFINISHED, error_kind="transient")
+    # Fields other issues' reports add (the audit pass, the hardware path) are read when present.
+    audit = getattr(report, "audit_findings", None)
+    accel = getattr(report, "accel", None) or {}
     return Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_detected,
                frames_with_faces=report.frames_with_faces, fps=report.fps, seconds=report.wall_seconds,
                duration=report.video.get("duration"), output=report.output, error=report.error,
-               error_kind=report.error_kind)
+               error_kind=report.error_kind, attempts=report.attempt, audit_findings=audit,
+               device=accel.get("device"), started_at=report.started_at, finished_at=report.finished_at,
+               thumbnails=report.thumbnails)
+
+
+def _time(text: Optional[str]) -> Optional[datetime]:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _per_video_hour(rows: list[Row]) -> Optional[float]:
+    """Worker-seconds it took to anonymize one hour of video, over *rows* (done, with a duration)."""
+    timed = [r for r in rows if r.seconds and r.duration]
+    hours = sum(r.duration for r in timed) / 3600
+    return round(sum(r.seconds for r in timed) / hours, 1) if hours else None
 
 
 def summarize(manifest: Manifest, output_root: Path) -> Summary:
@@ -67,13 +105,27 @@ def summarize(manifest: Manifest, output_root: Path) -> Summary:
     processed = [r for r in rows if r.status == "done"]
     frames = sum(r.frames or 0 for r in processed)
     seconds = sum(r.seconds or 0 for r in processed)
+    # This run's wall-clock span: from the first start to the last finish of the videos it worked on
+    # (a skipped video's report keeps the times of the run that did it).
+    worked = [r for r in rows if r.status in ("done", "failed")]
+    starts = [t for t in (_time(r.started_at) for r in worked) if t]
+    ends = [t for t in (_time(r.finished_at) for r in worked) if t]
+    elapsed = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+    audited = [r.audit_findings for r in rows if r.audit_findings is not None]
     totals = {
         "discovered": len(rows), **counts,
+        "retried": sum(1 for r in rows if (r.attempts or 1) > 1),
         "frames": frames,
         "faces": sum(r.faces or 0 for r in processed),
         "video_hours": round(sum(r.duration or 0 for r in rows if r.status != "failed") / 3600, 4),
+        "processed_video_hours": round(sum(r.duration or 0 for r in processed) / 3600, 4),
         "worker_seconds": round(seconds, 2),
         "fps_per_worker": round(frames / seconds, 2) if seconds else None,
+        "elapsed_seconds": round(elapsed, 1) if elapsed is not None else None,
+        "fps_overall": round(frames / elapsed, 2) if elapsed else None,
+        "worker_seconds_per_video_hour": _per_video_hour(processed),
+        "gpu_seconds_per_video_hour": _per_video_hour([r for r in processed if r.device == "gpu"]),
+        "audit_findings": sum(audited) if audited else None,
         "ignored_files": len(manifest.ignored),
     }
     return Summary(created_at=now(), input_root=manifest.input_root, output_root=str(output_root), totals=totals,
@@ -90,14 +142,19 @@ def to_markdown(summary: Summary) -> str:
     lines = [
         "# Anonymization summary", "",
         f"{t['discovered']} videos discovered: **{t['done']} done**, {t['skipped']} skipped (already done), "
-        f"**{t['failed']} failed**. {t['frames']} frames anonymized, {t['faces']} face detections, "
-        f"{t['worker_seconds']} worker-seconds ({t['fps_per_worker']} frames/s per worker).", "",
+        f"**{t['failed']} failed**, {t['retried']} retried. {t['frames']} frames anonymized, {t['faces']} face "
+        f"detections, audit findings: {audit_text(t['audit_findings'])}.", "",
+        f"Time: {t['elapsed_seconds']} s elapsed, {t['worker_seconds']} worker-seconds ({t['fps_per_worker']} "
+        f"frames/s per worker, {t['fps_overall']} frames/s in all). Cost: {t['worker_seconds_per_video_hour']} "
+        f"worker-seconds per hour of video (on GPU workers: {t['gpu_seconds_per_video_hour']}).", "",
         f"Input: `{summary.input_root}`  ", f"Output: `{summary.output_root}`  ", f"Written: {summary.created_at}", "",
-        "| video | status | frames | faces | fps | seconds | error |", "|---|---|---:|---:|---:|---:|---|",
+        "| video | status | frames | faces | fps | seconds | retries | audit findings | error |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in summary.rows:
         lines.append(f"| {_cell(r.path)} | {r.status} | {_cell(r.frames)} | {_cell(r.faces)} | {_cell(r.fps)} | "
-                     f"{_cell(r.seconds)} | {_cell(r.error)} |")
+                     f"{_cell(r.seconds)} | {_cell(r.retries)} | {audit_text(r.audit_findings)} | "
+                     f"{_cell(r.error)} |")
     if summary.ignored:
         lines += ["", f"## Files passed over ({len(summary.ignored)})", "", "| file | reason |", "|---|---|"]
         lines += [f"| {_cell(i['path'])} | {_cell(i['reason'])} |" for i in summary.ignored]
@@ -107,6 +164,19 @@ def to_markdown(summary: Summary) -> str:
 def write_summary(summary: Summary, output_root: Path) -> None:
     atomic_write_text(output_root / "summary.json", json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
     atomic_write_text(output_root / "summary.md", to_markdown(summary))
+    atomic_write_text(output_root / SUMMARY_HTML, to_html(summary))
+
+
+def outcome_line(summary: Summary) -> str:
+    """One sentence: what happened and where the report is (the Argo UI shows it as the step's result)."""
+    t = summary.totals
+    return (f"{t['discovered']} videos: {t['done']} done, {t['skipped']} skipped, {t['failed']} failed. "
+            f"Report: {Path(summary.output_root) / SUMMARY_HTML} (also summary.md, summary.json).")
+
+
+#: Totals handed to Argo as output parameters, for the summarize template's metrics.
+METRIC_TOTALS = ("discovered", "done", "skipped", "failed", "retried", "frames", "processed_video_hours",
+                 "worker_seconds", "worker_seconds_per_video_hour")
 
 
 def run_summarize(output_root: Path, manifest: Optional[Path] = None) -> Summary:
@@ -119,12 +189,16 @@ def main(
     output_root: Path = typer.Argument(..., envvar="OUTPUT", help="The run's output folder."),
     manifest: Optional[Path] = typer.Option(None, help="The manifest [default: OUTPUT_ROOT/manifest.json]."),
     fail_on_failed: bool = typer.Option(True, help="Exit with code 1 when any video failed."),
+    argo_outputs: Optional[Path] = typer.Option(None, help="Folder for Argo's output parameters (summary, done, "
+                                                           "failed, frames...): the workflow's metrics and message."),
 ) -> None:
-    """Gather the per-video reports into summary.json and summary.md."""
+    """Gather the per-video reports into summary.json, summary.md and summary.html."""
     summary = run_summarize(output_root, manifest)
     t = summary.totals
-    typer.echo(f"{t['discovered']} discovered: {t['done']} done, {t['skipped']} skipped, {t['failed']} failed",
-               err=True)
+    line = outcome_line(summary)
+    print(line, file=sys.stdout, flush=True)  # the step's printed result, shown by the Argo UI
+    write_outputs(argo_outputs, {"summary": line, **{name.replace("_", "-"): 0 if t[name] is None else t[name]
+                                                     for name in METRIC_TOTALS}})
     if fail_on_failed and summary.failed:
         raise typer.Exit(1)
 
