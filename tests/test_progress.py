@@ -84,3 +84,27 @@ def test_the_step_writes_the_progress_file_and_records_its_attempt(tmp_path):
     assert report["attempt"] == 3  # Argo's {{retries}} was 2: the third try
     outputs = {p.name: p.read_text() for p in (tmp_path / "outputs").iterdir()}
     assert outputs == {"frames": "10", "video-seconds": "0.400", "result": "done"}
+
+
+def test_local_run_draws_bars_on_a_terminal_and_stays_quiet_elsewhere(tmp_path):
+    from rich.console import Console
+
+    from steps.settings import Settings
+    from workflows.local import LocalRunner
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    make_sample_clip(inp / "clip.mp4", seconds=0.4, audio=False)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=160, color_system=None)
+    LocalRunner(inp, tmp_path / "out", Settings(), workers=1, console=console).run()
+    drawn = screen.getvalue()
+    assert re.search(r"all videos .*100% 1/1 videos, 10 frames, [\d.]+ fps", drawn), drawn[-600:]
+    assert re.search(r"clip\.mp4 .*\d+/10 frames, [\d.]+ fps", drawn)  # the video's own bar while it ran
+    assert "━" in drawn
+
+    log = io.StringIO()
+    LocalRunner(inp, tmp_path / "out", Settings(), workers=1, force=True,
+                console=Console(file=log, force_terminal=False, width=160)).run()
+    assert "━" not in log.getvalue() and "all videos" not in log.getvalue()
+    assert re.search(r"done clip\.mp4: 10 frames, [\d.]+ fps, 20 faces", log.getvalue()), log.getvalue()

@@ -3,7 +3,13 @@
 Discover and summarize run in this process; each video is anonymized by a worker process
 running ``python -m steps.anonymize --manifest ... --index N``, the very command of an Argo
 pod, with the settings in its environment as in a pod. A crashed worker loses one attempt
-of one video, never the run; transient failures are retried with Argo's rule.
+of one video, never the run; transient failures are retried with Argo's rule, and the report
+records which attempt it was.
+
+On a terminal, rich draws a bar per running video (frames, fps, ETA, read from the progress
+file each worker writes as an Argo pod would) and one for the whole run, weighted by the
+videos' sizes (bytes are what is known of a video before it is decoded). Elsewhere (a log,
+CI) there are no bars: one line per finished video.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Optional
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -52,15 +58,29 @@ def anonymize_command(manifest: Path, index: int, input_root: Path, output_root:
     return args + (["--force"] if force else [])
 
 
+#: The variable that tells steps.anonymize how many tries came before (Argo passes {{retries}} in it).
+PREVIOUS_ATTEMPTS_ENV = "ANON_PREVIOUS_ATTEMPTS"
+
+
 @dataclass
 class _Job:
     index: int
     path: str
+    size: int
     attempt: int = 1
     proc: Optional[subprocess.Popen] = None
     progress_file: Optional[Path] = None
     task: Optional[TaskID] = None
     started: float = field(default_factory=time.monotonic)
+    #: (time, frames) when its progress was first seen: fps leaves out the model's loading time.
+    first_seen: Optional[tuple[float, int]] = None
+
+    def fps(self, frames: int) -> float:
+        now = time.monotonic()
+        if self.first_seen is None:
+            self.first_seen = (now, frames)
+        since, base = self.first_seen
+        return (frames - base) / (now - since) if now > since else 0.0
 
 
 class LocalRunner:
@@ -71,11 +91,12 @@ class LocalRunner:
         self.console = console or Console(stderr=True)
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
-    def _env(self, progress_file: Path) -> dict[str, str]:
+    def _env(self, progress_file: Path, attempt: int = 1) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.to_env())
         env["ANON_THREADS"] = str(self.threads)
         env[PROGRESS_FILE_ENV] = str(progress_file)
+        env[PREVIOUS_ATTEMPTS_ENV] = str(attempt - 1)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         return env
 
@@ -89,14 +110,14 @@ class LocalRunner:
         return run_summarize(self.output_root)
 
     def _work(self, manifest: Manifest, manifest_file: Path, progress_dir: Path) -> None:
-        pending = [_Job(i, item.path) for i, item in enumerate(manifest.items)]
+        pending = [_Job(i, item.path, max(1, item.size or 0)) for i, item in enumerate(manifest.items)]
         running: list[_Job] = []
-        frames_done = 0
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        frames_done = videos_done = 0
+        weight_done = 0.0
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=self.console, disable=not self.console.is_terminal, transient=False) as bars:
-            videos = bars.add_task("videos", total=len(pending), fps="")
-            frames = bars.add_task("frames", total=None, fps="")
+            overall = bars.add_task("[bold]all videos", total=sum(job.size for job in pending), info="")
             run_started = time.monotonic()
             while pending or running:
                 while pending and len(running) < self.workers:
@@ -107,36 +128,43 @@ class LocalRunner:
                     with open(progress_dir / f"{job.index}.log", "wb") as log:  # a pipe could fill up and block
                         job.proc = subprocess.Popen(
                             anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
-                            env=self._env(job.progress_file), stdout=subprocess.DEVNULL, stderr=log,
+                            env=self._env(job.progress_file, job.attempt), stdout=subprocess.DEVNULL, stderr=log,
                             cwd=PROJECT_ROOT)
-                    job.task = bars.add_task(f"  {job.path}", total=None, fps="")
+                    label = f"  {job.path}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
+                    job.task = bars.add_task(label, total=None, info="")
                     running.append(job)
                 time.sleep(0.25)
-                live_frames = 0
+                live_frames, live_weight = 0, 0.0
                 for job in list(running):
                     seen = read_progress_file(job.progress_file)
                     if seen:
-                        elapsed = max(time.monotonic() - job.started, 1e-6)
-                        bars.update(job.task, completed=seen[0], total=seen[1], fps=f"{seen[0] / elapsed:.1f} fps")
-                        live_frames += seen[0]
+                        bars.update(job.task, completed=seen[0], total=seen[1],
+                                    info=f"{seen[0]}/{seen[1]} frames, {job.fps(seen[0]):.1f} fps")
                     if job.proc.poll() is None:
+                        if seen:  # a finished video counts below, once
+                            live_frames += seen[0]
+                            live_weight += job.size * seen[0] / seen[1]
                         continue
                     running.remove(job)
+                    bars.refresh()  # its last state is drawn at least once, however short the video
                     bars.remove_task(job.task)
                     stderr = (progress_dir / f"{job.index}.log").read_text(errors="replace")
                     code = job.proc.returncode
                     report = VideoReport.load(report_path_for(self.output_root, job.path))
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
                         self.console.print(f"[yellow]retry[/] {job.path} (exit code {code}, attempt {job.attempt})")
-                        pending.insert(0, _Job(job.index, job.path, job.attempt + 1))
+                        pending.insert(0, _Job(job.index, job.path, job.size, job.attempt + 1))
                         continue
-                    bars.advance(videos)
-                    if report is not None and report.status in ("done", "skipped"):
+                    videos_done += 1
+                    weight_done += job.size
+                    if report is not None and report.status == "done":
                         frames_done += report.frames_out or 0
                     self._print_result(job.path, code, report, stderr)
                 total_elapsed = max(time.monotonic() - run_started, 1e-6)
                 shown = frames_done + live_frames
-                bars.update(frames, completed=shown, fps=f"{shown / total_elapsed:.1f} fps")
+                bars.update(overall, completed=weight_done + live_weight,
+                            info=f"{videos_done}/{len(manifest.items)} videos, {shown} frames, "
+                                 f"{shown / total_elapsed:.1f} fps")
 
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
         if report is None or report.status == "running":
