@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import yaml
 
 from steps.settings import Settings
@@ -67,11 +68,69 @@ def test_rendered_workflow_runs_on_real_clips(tmp_path):
     assert not (out / "broken.mp4").exists()
     assert (out / ".workflows" / "emulated-run" / "manifest.json").is_file()  # this workflow's own manifest
     assert snapshot(folders["input"]) == before  # the input volume is only read
+    check_metrics_and_message(run, summary, out)
 
     again = Emulator(doc, folders).run()  # a resubmission (or argo retry) redoes nothing that is done
     statuses = {row["path"]: row["status"] for row in json.loads((out / "summary.json").read_text())["rows"]}
     assert statuses == {"broken.mp4": "failed", "rotated_noface.mov": "skipped", "street/carphone_qcif.mp4": "skipped"}
     assert again.phase == "Failed"
+    assert sum(m.value for m in emitted(again, "anonymize", "frames_total")) == 0  # skipped videos: no new work
+
+
+def emitted(run, task: str, name: str) -> list:
+    return [m for node in run.nodes_of(task) for a in node.attempts for m in a.metrics
+            if m.name == "video_anonymizer_" + name]
+
+
+def check_metrics_and_message(run, summary: dict, out) -> None:
+    """The metrics the controller would emit, from the pods' real output parameters, agree with the summary."""
+    t = summary["totals"]
+    done = [r for r in summary["rows"] if r["status"] == "done"]
+    pods = emitted(run, "anonymize", "pods_total")
+    assert sorted(m.labels["status"] for m in pods) == ["Failed", "Succeeded", "Succeeded"]
+    assert all(m.kind == "counter" and m.value == 1 for m in pods)
+    assert sum(m.value for m in emitted(run, "anonymize", "frames_total")) == t["frames"] == 186
+    assert sum(m.value for m in emitted(run, "anonymize", "video_seconds_total")) == pytest.approx(
+        sum(r["duration"] for r in done), abs=0.01)
+    seconds = emitted(run, "anonymize", "pod_seconds_total")
+    assert len(seconds) == 3 and all(m.labels == {"gpu_mode": "nvidia"} and m.value > 0 for m in seconds)
+    assert len(emitted(run, "anonymize", "pod_duration_seconds")) == 2  # successful pods only
+    gauges = {m.labels.get("state", m.name): m.value for m in emitted(run, "summarize", "run_videos")}
+    assert gauges == {"done": 2, "skipped": 0, "failed": 1, "retried": 0}
+    assert [m.value for m in emitted(run, "summarize", "run_frames")] == [186]
+    assert [m.value for m in emitted(run, "summarize", "run_worker_seconds_per_video_hour")] == [
+        t["worker_seconds_per_video_hour"]]
+    # Where the report is: the step's printed result and the workflow's global output `summary`.
+    line = f"3 videos: 2 done, 0 skipped, 1 failed. Report: {out / 'summary.html'} (also summary.md, summary.json)."
+    assert run.outputs == {"summary": line}
+    assert run.nodes_of("summarize")[0].attempts[-1].stdout.strip() == line
+    assert (out / "summary.html").is_file()
+
+
+@needs_media
+def test_a_retried_pod_records_its_attempt(tmp_path):
+    """Argo's {{retries}} reaches the report: a pod that failed once (a transient error) and then succeeded."""
+    folders = volumes(tmp_path)
+    (folders["input"] / "street").mkdir()
+    shutil.copyfile(MEDIA / "carphone_qcif.mp4", folders["input"] / "street" / "carphone_qcif.mp4")
+    blocker = folders["output"] / "street"
+    blocker.write_text("a file where the output folder must go: the first try fails")
+
+    def fault(node) -> None:
+        if node.task == "anonymize" and len(node.attempts) == 1:
+            blocker.unlink()  # the cause goes away before the retry
+
+    doc = yaml.safe_load(render_documents(ClusterConfig(), Settings(), "WorkflowTemplate"))
+    run = Emulator(doc, folders, before_attempt=fault).run()
+
+    anonymize = run.nodes_of("anonymize")[0]
+    assert [a.exit_code != 0 for a in anonymize.attempts] == [True, False]
+    assert [m.labels["status"] for m in emitted(run, "anonymize", "pods_total")] == ["Failed", "Succeeded"]
+    report = json.loads((folders["output"] / "street" / "carphone_qcif.mp4.report.json").read_text())
+    assert report["status"] == "done" and report["attempt"] == 2
+    summary = json.loads((folders["output"] / "summary.json").read_text())
+    assert summary["totals"]["retried"] == 1 and summary["rows"][0]["attempts"] == 2
+    assert run.phase == "Succeeded"
 
 
 def test_ten_thousand_videos_fit_argo_limits(tmp_path):

@@ -9,6 +9,14 @@ outcome, and exits non-zero when any video failed, so the workflow ends Failed a
 Everything a cluster operator sets lives in ``ClusterConfig``; everything that changes the
 output video lives in ``steps.settings.Settings`` and reaches the pods as environment
 variables, exactly as the local runner passes it to its worker processes.
+
+What people see on the cluster: each anonymize pod reports frames done / total through
+``ARGO_PROGRESS_FILE`` (steps.progress; Argo sets the variable itself) and logs a line every few
+seconds; the anonymize and summarize templates emit Prometheus metrics from their output
+parameters (``metrics`` below); summarize writes summary.html/.md/.json to the output volume,
+prints where (its result, shown in the UI), exports that sentence as the workflow's global
+output parameter ``summary`` (``argo get`` lists it) and, with ``--summary-artifact``, hands the
+files to Argo's artifact repository (the UI then shows summary.html).
 """
 
 from __future__ import annotations
@@ -23,11 +31,17 @@ from typing import Annotated, Any, Literal, Optional, get_origin
 import typer
 from hera.workflows import (
     DAG,
+    Artifact,
     Container,
+    Counter,
     EmptyDirVolume,
     Env,
     ExistingVolume,
+    Gauge,
+    Histogram,
     HostPathVolume,
+    Label,
+    NoneArchiveStrategy,
     Parameter,
     Resources,
     RetryStrategy,
@@ -41,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from steps.errors import NO_RETRY_EXIT_CODES
 from steps.manifest import MANIFEST_NAME
 from steps.settings import Settings
+from steps.summarize import METRIC_TOTALS, SUMMARY_HTML
 
 INPUT_MOUNT = "/input"
 OUTPUT_MOUNT = "/output"
@@ -49,6 +64,12 @@ TMP_MOUNT = "/tmp"
 #: the input again) or a concurrent run cannot shift what ``argo retry`` re-runs.
 MANIFEST_IN_POD = f"{OUTPUT_MOUNT}/.workflows/{{{{workflow.name}}}}/{MANIFEST_NAME}"
 ENTRYPOINT = "main"
+#: Where the steps write their Argo output parameters (the pods' writable emptyDir).
+OUTPUTS_IN_POD = f"{TMP_MOUNT}/argo-outputs"
+#: Prefix of every custom metric (Argo adds its own ``argo_workflows_`` in front).
+METRIC_PREFIX = "video_anonymizer_"
+#: Seconds one anonymize pod took: buckets from a short clip to the per-video deadline's order.
+DURATION_BUCKETS = [30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0]
 
 #: Retry an anonymize (or discover) pod unless it exited with a code that says another try
 #: cannot help (steps.errors.should_retry). ``lastRetry.exitCode`` is a string, "-1" when the
@@ -145,6 +166,10 @@ class ClusterConfig(BaseModel):
     run_as_user: int = Field(10001, ge=1, description="User (and group) id the containers run as (the images' user); "
                                                          "never root.")
     priority_class: Optional[str] = Field(None, description="PriorityClass of the anonymize pods.")
+    summary_artifact: bool = Field(False, description="Also hand summary.html/.md/.json to Argo's artifact "
+                                                      "repository as the summarize step's output artifacts (the "
+                                                      "UI shows them); needs a configured artifact repository. "
+                                                      "They are always written to the output volume.")
 
     @field_validator("tolerations")
     @classmethod
@@ -231,6 +256,68 @@ def _gpu_resources(cluster: ClusterConfig) -> dict[str, Any]:
     return {}
 
 
+def _output_parameters(names: dict[str, str], global_names: Optional[dict[str, str]] = None) -> list[Parameter]:
+    """Output parameters read from OUTPUTS_IN_POD/<name>, with a default when the step could not write them."""
+    global_names = global_names or {}
+    return [Parameter(name=name, value_from=m.ValueFrom(path=f"{OUTPUTS_IN_POD}/{name}", default=default),
+                      global_name=global_names.get(name)) for name, default in names.items()]
+
+
+def _metric(name: str) -> str:
+    return METRIC_PREFIX + name
+
+
+def anonymize_metrics(cluster: ClusterConfig) -> list:
+    """Per anonymize pod: its outcome (failures), and the work and time it took (cost per hour of video).
+
+    ``{{status}}`` is the pod's phase (Succeeded, Failed, Error); a pod that Argo retries ends once
+    per try. Counters add up across workflows; compute rates and ratios in Prometheus, e.g. GPU-seconds
+    per hour of video = 3600 * pod_seconds_total / video_seconds_total (with one GPU per pod).
+    """
+    gpu = Label(key="gpu_mode", value=cluster.gpu_mode.value)
+    succeeded = "{{status}} == Succeeded"
+    return [
+        Counter(name=_metric("pods_total"), help="Anonymize pods that ended, by phase (Failed and Error: failures).",
+                labels=[Label(key="status", value="{{status}}")], value="1"),
+        Counter(name=_metric("frames_total"), help="Frames anonymized (skipped videos count none).",
+                when=succeeded, value="{{outputs.parameters.frames}}"),
+        Counter(name=_metric("video_seconds_total"), help="Seconds of video anonymized (skipped videos count none).",
+                when=succeeded, value="{{outputs.parameters.video-seconds}}"),
+        Counter(name=_metric("pod_seconds_total"), help="Seconds anonymize pods ran, whatever their outcome.",
+                labels=[gpu], value="{{duration}}"),
+        Histogram(name=_metric("pod_duration_seconds"), help="Seconds one successful anonymize pod took.",
+                  when=succeeded, value="{{duration}}", buckets=DURATION_BUCKETS),
+    ]
+
+
+def summarize_metrics(cluster: ClusterConfig) -> list:
+    """The finished run's totals, as gauges (the latest run of this template, per state)."""
+    template = Label(key="workflow_template", value=cluster.name)
+    written = "{{status}} != Error"  # Failed means "a video failed": the totals were written
+    videos = [Gauge(name=_metric("run_videos"), help="Videos of the latest run, by state.", when=written,
+                    realtime=False, labels=[template, Label(key="state", value=state)],
+                    value=f"{{{{outputs.parameters.{state}}}}}") for state in ("done", "skipped", "failed", "retried")]
+    return videos + [
+        Gauge(name=_metric("run_frames"), help="Frames anonymized in the latest run.", when=written, realtime=False,
+              labels=[template], value="{{outputs.parameters.frames}}"),
+        Gauge(name=_metric("run_worker_seconds_per_video_hour"),
+              help="Worker-seconds (GPU-seconds with one GPU per pod) per hour of video, latest run.",
+              when=f"{written} && {{{{outputs.parameters.done}}}} > 0", realtime=False, labels=[template],
+              value="{{outputs.parameters.worker-seconds-per-video-hour}}"),
+    ]
+
+
+def summarize_outputs(cluster: ClusterConfig) -> list:
+    totals = {name.replace("_", "-"): "0" for name in METRIC_TOTALS}
+    outputs: list = _output_parameters({"summary": f"no summary was written to {OUTPUT_MOUNT}", **totals},
+                                       {"summary": "summary"})
+    if cluster.summary_artifact:
+        outputs += [Artifact(name=name.replace(".", "-"), path=f"{OUTPUT_MOUNT}/{name}", optional=True,
+                             archive=NoneArchiveStrategy())
+                    for name in (SUMMARY_HTML, "summary.md", "summary.json")]
+    return outputs
+
+
 def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTemplate", "Workflow"]) -> Workflow:
     """The workflow (a WorkflowTemplate to install, or a Workflow to submit) as a Hera object."""
     workflow_class = WorkflowTemplate if kind == "WorkflowTemplate" else Workflow
@@ -264,8 +351,11 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
             name="anonymize", image=cluster.image, command=["python", "-m", "steps.anonymize"],
             inputs=[Parameter(name="index", description="Which manifest item to anonymize.")],
             args=["--manifest", MANIFEST_IN_POD, "--index", "{{inputs.parameters.index}}",
-                  "--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT],
-            env=[Env(name=k, value=v) for k, v in anonymize_env(cluster, settings).items()],
+                  "--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT, "--argo-outputs", OUTPUTS_IN_POD],
+            env=[Env(name=k, value=v) for k, v in anonymize_env(cluster, settings).items()]
+            + [Env(name="ANON_PREVIOUS_ATTEMPTS", value="{{retries}}")],  # the report records the attempt
+            outputs=_output_parameters({"frames": "0", "video-seconds": "0", "result": "unknown"}),
+            metrics=anonymize_metrics(cluster),
             volume_mounts=_mounts(with_input=True),
             resources=Resources(cpu_request=cluster.cpu_request, cpu_limit=cluster.cpu_limit,
                                 memory_request=cluster.memory_request, memory_limit=cluster.memory_limit,
@@ -279,7 +369,9 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
         )
         summarize = Container(
             name="summarize", image=cluster.cpu_image, command=["python", "-m", "steps.summarize"],
-            args=[OUTPUT_MOUNT, "--manifest", MANIFEST_IN_POD],
+            args=[OUTPUT_MOUNT, "--manifest", MANIFEST_IN_POD, "--argo-outputs", OUTPUTS_IN_POD],
+            outputs=summarize_outputs(cluster),
+            metrics=summarize_metrics(cluster),
             env=[Env(name=k, value=v) for k, v in _BASE_ENV.items()],
             volume_mounts=_mounts(with_input=False),
             resources=Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),

@@ -193,7 +193,8 @@ def builtin_variants():
         for volumes in ("pvc", "hostPath"):
             paths = {"input_host_path": "/data/videos", "output_host_path": "/data/anonymized"} if volumes != "pvc" \
                 else {}
-            cluster = ClusterConfig(gpu_mode=gpu, **paths)
+            artifact = gpu == GpuMode.none  # the summary as an output artifact, on one GPU mode's variants
+            cluster = ClusterConfig(gpu_mode=gpu, summary_artifact=artifact, **paths)
             for kind in _KINDS.values():
                 docs = list(yaml.safe_load_all(render_documents(cluster, Settings(), kind)))
-                yield f"{kind} gpu={gpu.value} volumes={volumes}", docs
+                yield f"{kind} gpu={gpu.value} volumes={volumes}" + (" summary-artifact" if artifact else ""), docs

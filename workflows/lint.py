@@ -4,9 +4,11 @@ No cluster is needed. The schema is Argo's own (api/jsonschema/schema.json of ar
 v4.1.x) made strict (unknown keys rejected), kept outside the repository at
 ``../shared/argo/workflow-schema.strict.json`` (or ``$ARGO_WORKFLOW_SCHEMA``). The reference
 check covers what a schema cannot: the entrypoint, every task's template, every ``depends``
-target and result, ``{{tasks.X...}}`` and ``{{inputs.parameters.X}}`` references, task
-arguments against template inputs, volume mounts against volumes, and the enum-like fields
-(retryPolicy, podGC strategy) the schema leaves as free strings.
+target and result, ``{{tasks.X...}}``, ``{{inputs.parameters.X}}`` and ``{{outputs.parameters.X}}``
+references, task arguments against template inputs, volume mounts against volumes, the
+enum-like fields (retryPolicy, podGC strategy) the schema leaves as free strings, and the
+Prometheus metrics (names, one type each, the variables a metric may use, one help text per
+name as Prometheus requires, histogram buckets in order, realtime gauges on ``{{duration}}``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ TASK_RESULTS = frozenset({"Succeeded", "Failed", "Errored", "Skipped", "Omitted"
                           "AllFailed"})
 RETRY_POLICIES = frozenset({"Always", "OnFailure", "OnError", "OnTransientError"})
 POD_GC_STRATEGIES = frozenset({"OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"})
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+METRIC_TYPES = ("counter", "gauge", "histogram")
+#: Variables a template-level metric may use (Argo's docs/variables.md, "Metrics"), besides workflow.*.
+METRIC_VARIABLES = re.compile(r"^(status|duration|exitCode|outputs\.result|inputs\.parameters\.[\w-]+|"
+                              r"outputs\.parameters\.[\w-]+|resourcesDuration\.(cpu|memory)|workflow\.[\w.-]+)$")
 _DEPENDS_TOKEN = re.compile(r"\s*(&&|\|\||!|\(|\)|[A-Za-z0-9_-]+(?:\.[A-Za-z]+)?)")
 _VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -101,6 +109,7 @@ def depends_operands(expression: str) -> list[tuple[str, str | None]]:
 def _template_errors(template: dict[str, Any], volumes: set[str]) -> Iterator[str]:
     name = template.get("name")
     inputs = {p["name"] for p in (template.get("inputs") or {}).get("parameters") or []}
+    outputs = {p["name"] for p in (template.get("outputs") or {}).get("parameters") or []}
     template_volumes = volumes | {v["name"] for v in template.get("volumes") or []}
     container = template.get("container") or template.get("script")
     if container:
@@ -112,6 +121,10 @@ def _template_errors(template: dict[str, Any], volumes: set[str]) -> Iterator[st
             parameter = variable.removeprefix("inputs.parameters.")
             if parameter not in inputs:
                 yield f"template {name!r} uses {{{{{variable}}}}} but declares no input parameter {parameter!r}"
+        elif variable.startswith("outputs.parameters."):
+            parameter = variable.removeprefix("outputs.parameters.")
+            if parameter not in outputs:
+                yield f"template {name!r} uses {{{{{variable}}}}} but declares no output parameter {parameter!r}"
     policy = (template.get("retryStrategy") or {}).get("retryPolicy")
     if policy is not None and policy not in RETRY_POLICIES:
         yield f"template {name!r} has retryPolicy {policy!r}, not one of {', '.join(sorted(RETRY_POLICIES))}"
@@ -178,6 +191,37 @@ def _cycle_errors(dag: str, graph: dict[str, set[str]]) -> Iterator[str]:
         yield f"DAG {dag!r} has a dependency cycle"
 
 
+def _metric_errors(template_list: list[dict[str, Any]]) -> Iterator[str]:
+    """The templates' Prometheus metrics: what Argo's controller or Prometheus would reject at run time."""
+    seen: dict[str, tuple[str, str, str]] = {}  # metric name -> (help, type, template)
+    for template in template_list:
+        for metric in ((template.get("metrics") or {}).get("prometheus") or []):
+            name, where = metric.get("name", ""), f"metric {metric.get('name')!r} of template {template.get('name')!r}"
+            if not METRIC_NAME.match(name):
+                yield f"{where}: a metric name may only hold letters, digits, _ and :"
+            types = [t for t in METRIC_TYPES if t in metric]
+            if len(types) != 1:
+                yield f"{where} has {len(types)} types ({', '.join(types) or 'none'}); it needs exactly one"
+                continue
+            kind, body = types[0], metric[types[0]]
+            for label in metric.get("labels") or []:
+                if not LABEL_KEY.match(label.get("key", "")):
+                    yield f"{where}: label key {label.get('key')!r} is not a Prometheus label name"
+            for variable in _variables(metric):
+                if not METRIC_VARIABLES.match(variable):
+                    yield f"{where} uses {{{{{variable}}}}}, which a metric cannot see"
+            if kind == "gauge" and body.get("realtime") and "{{duration}}" not in str(body.get("value")):
+                yield f"{where} is a realtime gauge: its value can only be {{{{duration}}}}"
+            buckets = body.get("buckets")
+            if kind == "histogram" and (not buckets or any(a >= b for a, b in zip(buckets, buckets[1:]))):
+                yield f"{where}: histogram buckets must increase"
+            help_text = metric.get("help", "")
+            if name in seen and seen[name][:2] != (help_text, kind):
+                yield (f"{where} differs from the metric of the same name in template {seen[name][2]!r} "
+                       "(Prometheus needs one help text and one type per name)")
+            seen.setdefault(name, (help_text, kind, template.get("name")))
+
+
 def reference_errors(doc: dict[str, Any]) -> list[str]:
     """What the schema cannot check: names that must refer to something that exists."""
     spec = doc.get("spec") or {}
@@ -196,6 +240,7 @@ def reference_errors(doc: dict[str, Any]) -> list[str]:
         errors += _template_errors(template, volumes)
         if "dag" in template:
             errors += _dag_errors(template, templates)
+    errors += _metric_errors(template_list)
     return errors
 
 
