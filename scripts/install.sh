@@ -15,6 +15,19 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     fi
 fi
 
+# Chromium (Debian's package) renders summary.html in a test, headless and offline. Without it that
+# one test is skipped with a notice, so a failed install here is a warning, not an error.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing chromium (Debian package, for the report's rendering test)"
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+            echo "warning: chromium could not be installed: the report's rendering test will be skipped" >&2
+        fi
+    else
+        echo "note: chromium is not installed ('sudo apt-get install chromium'): the report's rendering test will be skipped" >&2
+    fi
+fi
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "== installing Python packages into .venv (torch is large: a few minutes the first time)"

@@ -74,14 +74,16 @@ def row_for(path: str, report: Optional[VideoReport]) -> Row:
         return Row(path=path, status="failed", error=NO_REPORT, error_kind="missing")
     if report.status == "running":
         return Row(path=path, status="failed", error=UNFINISHED, error_kind="transient")
-    # Fields other issues' reports add (the audit pass, the hardware path) are read when present.
+    # Fields other parts of the system add to the report (the audit pass's count, the hardware
+    # path: accel.gpu names the GPU the worker held) are read when present.
     audit = getattr(report, "audit_findings", None)
     accel = getattr(report, "accel", None) or {}
+    device = ("gpu" if accel.get("gpu") else "cpu") if accel else None
     return Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_detected,
                frames_with_faces=report.frames_with_faces, fps=report.fps, seconds=report.wall_seconds,
                duration=report.video.get("duration"), output=report.output, error=report.error,
                error_kind=report.error_kind, attempts=report.attempt, audit_findings=audit,
-               device=accel.get("device"), started_at=report.started_at, finished_at=report.finished_at,
+               device=device, started_at=report.started_at, finished_at=report.finished_at,
                thumbnails=report.thumbnails)
 
 

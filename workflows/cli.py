@@ -28,7 +28,7 @@ def run(
     settings: Settings,
     input_dir: Path = typer.Argument(..., help="Folder of videos, searched recursively. Only read."),
     output_dir: Path = typer.Argument(..., help="Folder for the anonymized videos (same tree as the input), their "
-                                                "reports, manifest.json and summary.json/.md."),
+                                                "reports, manifest.json and summary.html/.md/.json."),
     workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time."),
     force: bool = typer.Option(False, "--force", help="Redo videos already done with the same input and settings."),
     retries: int = typer.Option(1, help="Extra attempts for a video that failed in a way worth retrying."),
@@ -43,7 +43,7 @@ def run(
         raise typer.Exit(EXIT_USAGE) from None
     t = summary.totals
     console.print(f"[bold]{t['discovered']}[/] videos: [green]{t['done']} done[/], {t['skipped']} skipped, "
-                  f"[red]{t['failed']} failed[/]. Summary: {output_dir / 'summary.md'}")
+                  f"[red]{t['failed']} failed[/]. Report: {output_dir / 'summary.html'}")
     if summary.failed:
         raise typer.Exit(1)
 
