@@ -199,3 +199,32 @@ def test_the_page_renders_in_headless_chromium(run_output, tmp_path):
     assert rows[0] == "failed" and len(rows) == 4
     assert len(re.findall(r'<img class="strip"[^>]*src="data:image/jpeg;base64,', dom)) == 2
     assert 'id="chart-frames"' in dom and "<polyline" in dom and 'id="chart-fps"' in dom
+
+
+@needs_media
+def test_fields_other_steps_add_to_reports_reach_the_totals(run_output, tmp_path, monkeypatch):
+    """The audit pass's count and the hardware path (other issues' report fields) are summed when present."""
+    from typing import Any, Optional
+
+    import steps.summarize
+
+    class ReportWithExtras(VideoReport):  # the report once those fields exist
+        audit_findings: Optional[int] = None
+        accel: dict[str, Any] = {}
+
+    out = tmp_path / "out"
+    shutil.copytree(run_output, out)
+    for path, extra in (("astronaut.mp4", {"audit_findings": 2, "accel": {"gpu": "NVIDIA H100"}}),
+                        ("street/carphone_qcif.mp4", {"audit_findings": 0, "accel": {"gpu": None}})):
+        report_file = out / (path + ".report.json")
+        report_file.write_text(json.dumps({**json.loads(report_file.read_text()), **extra}))
+    monkeypatch.setattr(steps.summarize, "VideoReport", ReportWithExtras)
+    summary = run_summarize(out)
+    rows = {r.path: r for r in summary.rows}
+    assert rows["astronaut.mp4"].device == "gpu" and rows["street/carphone_qcif.mp4"].device == "cpu"
+    assert rows["empty_room.mp4"].device is None and rows["empty_room.mp4"].audit_findings is None
+    assert summary.totals["audit_findings"] == 2
+    gpu = rows["astronaut.mp4"]
+    assert summary.totals["gpu_seconds_per_video_hour"] == pytest.approx(gpu.seconds / gpu.duration * 3600, rel=1e-3)
+    html = (out / "summary.html").read_text()
+    assert "GPU-seconds per hour of video" in html and "<b>2 audit findings</b> astronaut.mp4" in html
