@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from steps.thumbnails import THUMBS_SUFFIX
+
 if TYPE_CHECKING:  # steps.summarize imports this module
     from steps.summarize import Row, Summary
 
@@ -188,12 +190,22 @@ def _fps_chart(rows: list[Row]) -> str:
     return "".join(parts)
 
 
-def _strip(row: Row, budget: list[int]) -> str:
+def strip_file(output_root: str, row: Row) -> Optional[Path]:
+    """The row's strip, found beside its report under *output_root* (so a moved output folder still works).
+
+    Only a ``*.thumbs.jpg`` name is taken from the report: the page never embeds another file.
+    """
+    if not row.thumbnails or not row.thumbnails.endswith(THUMBS_SUFFIX):
+        return None
+    return Path(output_root) / Path(row.path).parent / Path(row.thumbnails).name
+
+
+def _strip(row: Row, output_root: str, budget: list[int]) -> str:
     if row.status == "failed":
         return '<span class="none">–</span>'
-    if not row.thumbnails:
+    path = strip_file(output_root, row)
+    if path is None:
         return '<span class="none">no face found</span>' if row.faces == 0 else '<span class="none">–</span>'
-    path = Path(row.thumbnails)
     if budget[0] <= 0:
         return f'<span class="none">not embedded (page size limit): {_e(path.name)}</span>'
     try:
@@ -237,7 +249,7 @@ def _table(summary: Summary, max_strips: int) -> str:
             (r.retries, _num(r.retries), "n"),
             (-1 if r.audit_findings is None else r.audit_findings, audit_text(r.audit_findings), "n"),
             (r.error, r.error, "err"),
-            (1 if r.thumbnails else 0, _strip(r, budget), "raw"),
+            (1 if r.thumbnails else 0, _strip(r, summary.output_root, budget), "raw"),
         ]
         tds = []
         for value, shown, kind in cells:

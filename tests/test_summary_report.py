@@ -218,6 +218,12 @@ def test_fields_other_steps_add_to_reports_reach_the_totals(run_output, tmp_path
                         ("street/carphone_qcif.mp4", {"audit_findings": 0, "accel": {"gpu": None}})):
         report_file = out / (path + ".report.json")
         report_file.write_text(json.dumps({**json.loads(report_file.read_text()), **extra}))
+    # The output folder was moved (copied here): the strips are found beside the moved reports.
+    moved_strip = out / "street" / "carphone_qcif.mp4.thumbs.jpg"
+    moved_strip.write_bytes(cv2.imencode(".jpg", cv2.imread(str(moved_strip))[:, ::-1])[1].tobytes())
+    # A report naming some other file as its strip does not get that file into the page.
+    report_file = out / "empty_room.mp4.report.json"
+    report_file.write_text(json.dumps({**json.loads(report_file.read_text()), "thumbnails": "/etc/passwd"}))
     monkeypatch.setattr(steps.summarize, "VideoReport", ReportWithExtras)
     summary = run_summarize(out)
     rows = {r.path: r for r in summary.rows}
@@ -228,3 +234,5 @@ def test_fields_other_steps_add_to_reports_reach_the_totals(run_output, tmp_path
     assert summary.totals["gpu_seconds_per_video_hour"] == pytest.approx(gpu.seconds / gpu.duration * 3600, rel=1e-3)
     html = (out / "summary.html").read_text()
     assert "GPU-seconds per hour of video" in html and "<b>2 audit findings</b> astronaut.mp4" in html
+    assert base64.b64encode(moved_strip.read_bytes()).decode() in html
+    assert len(re.findall(r'<img class="strip"', html)) == 2  # astronaut and carphone, nothing for empty_room
