@@ -48,6 +48,7 @@ img.strip{height:64px;border-radius:4px;display:block}.none{color:#8a939c;font-s
 padding:3px 12px;cursor:pointer}
 .filters button.on{background:#1d232a;color:#fff}
 ul.look li{margin:2px 0}
+.wide{overflow-x:auto}
 """
 
 _JS = """
@@ -258,19 +259,33 @@ def _table(summary: Summary, max_strips: int) -> str:
             tds.append(f'<td{klass} data-v="{_e(value)}">{content}</td>')
         body.append(f'<tr data-i="{i}" data-look="{" ".join(look)}"{" class=failed" if r.status == "failed" else ""}>'
                     + "".join(tds) + "</tr>")
-    return (f'<table id="videos"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="wide"><table id="videos"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            '</table></div>')
+
+
+#: What each kind of failure means for the person reading the page (steps.errors, summarize's "missing").
+FAILURE_KINDS = {"permanent": "the input cannot be anonymized: look at the file",
+                 "transient": "worth another try (argo retry, or run again)",
+                 "internal": "a bug: report it with the video's log",
+                 "missing": "its worker never reported: look at the pod or worker"}
+_LOOK_ITEMS = 20
 
 
 def _look_list(summary: Summary) -> str:
     failed = [r for r in summary.rows if r.status == "failed"]
-    audited = [r for r in summary.rows if r.audit_findings]
+    audited = sorted((r for r in summary.rows if r.audit_findings), key=lambda r: -(r.audit_findings or 0))
     if not failed and not audited:
         return '<p id="look">Nothing: every video is done and no audit finding was reported.</p>'
-    items = [f"<li><b>failed</b> {_e(r.path)}: {_e(r.error)}</li>" for r in failed[:50]]
-    items += [f"<li><b>{r.audit_findings} audit findings</b> {_e(r.path)}</li>" for r in audited[:50]]
+    kinds: dict[str, int] = {}
+    for r in failed:
+        kinds[r.error_kind or "internal"] = kinds.get(r.error_kind or "internal", 0) + 1
+    summary_line = "".join(f"<li><b>{count} failed, {_e(kind)}</b>: {_e(FAILURE_KINDS.get(kind, ''))}</li>"
+                           for kind, count in sorted(kinds.items(), key=lambda item: -item[1]))
+    items = [f"<li><b>failed</b> {_e(r.path)}: {_e(r.error)}</li>" for r in failed[:_LOOK_ITEMS]]
+    items += [f"<li><b>{r.audit_findings} audit findings</b> {_e(r.path)}</li>" for r in audited[:_LOOK_ITEMS]]
     more = len(failed) + len(audited) - len(items)
-    tail = f"<li>… and {more} more (see the table)</li>" if more > 0 else ""
-    return f'<ul class="look" id="look">{"".join(items)}{tail}</ul>'
+    tail = f"<li>… and {more} more: use the table's buttons</li>" if more > 0 else ""
+    return f'<ul class="look" id="look">{summary_line}{"".join(items)}{tail}</ul>'
 
 
 def to_html(summary: Summary, max_strips: int = MAX_STRIPS) -> str:

@@ -141,6 +141,7 @@ def test_summary_numbers_are_the_reports_numbers(run_output):
             assert embedded == Path(report.thumbnails).read_bytes()  # the strip written beside the output
         else:
             assert report.thumbnails is None and "_img" not in row
+    assert "<b>1 failed, permanent</b>: the input cannot be anonymized" in (out / "summary.html").read_text()
     markdown = (out / "summary.md").read_text()
     for report in done:
         assert f"| {report.input.path} | done | {report.frames_out} | {report.faces_detected} | {report.fps} |" \
