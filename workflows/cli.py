@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from steps.anonymize import anonymize_file
 from steps.errors import EXIT_USAGE, one_sentence
 from steps.fsutil import atomic_write_text
+from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings, with_settings_options
 from workflows.argo import ClusterConfig, GpuMode, build, render_documents, with_cluster_options
 from workflows.local import LocalRunner, default_workers
@@ -32,10 +33,14 @@ def run(
     workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time."),
     force: bool = typer.Option(False, "--force", help="Redo videos already done with the same input and settings."),
     retries: int = typer.Option(1, help="Extra attempts for a video that failed in a way worth retrying."),
+    segment_seconds: int = typer.Option(DEFAULT_SEGMENT_SECONDS, min=0,
+                                        help="Cut videos longer than this into segments of at most this many "
+                                             "seconds, anonymized by separate workers and joined without "
+                                             "re-encoding (0: never)."),
 ) -> None:
     """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize)."""
     runner = LocalRunner(input_dir, output_dir, settings, workers=workers, force=force, retries=retries,
-                         console=console)
+                         console=console, segment_seconds=segment_seconds)
     try:
         summary = runner.run()
     except (ValueError, NotADirectoryError) as exc:

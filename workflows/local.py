@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,11 +30,12 @@ from rich.progress import (
 )
 
 import steps
-from steps.discover import run_discover
+from steps.discover import Work, plan_work, run_discover
 from steps.errors import should_retry
 from steps.manifest import Manifest, manifest_path
 from steps.progress import PROGRESS_FILE_ENV, read_progress_file
 from steps.report import VideoReport, report_path_for
+from steps.segments import DEFAULT_SEGMENT_SECONDS, parse_work_item, segment_folder, segment_report
 from steps.settings import Settings
 from steps.summarize import Summary, run_summarize
 
@@ -45,29 +47,47 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def anonymize_command(manifest: Path, index: int, input_root: Path, output_root: Path, force: bool) -> list[str]:
-    """The worker's command line: the same step CLI the Argo anonymize template runs."""
-    args = [sys.executable, "-m", "steps.anonymize", "--manifest", str(manifest), "--index", str(index),
+def anonymize_command(manifest: Path, item: str, input_root: Path, output_root: Path, force: bool) -> list[str]:
+    """The worker's command line for one work item: the same step CLI the Argo anonymize template runs."""
+    args = [sys.executable, "-m", "steps.anonymize", "--manifest", str(manifest), "--index", str(item),
+            "--input-root", str(input_root), "--output-root", str(output_root)]
+    return args + (["--force"] if force else [])
+
+
+def join_command(manifest: Path, index: int, input_root: Path, output_root: Path, force: bool) -> list[str]:
+    """The command that joins a long video's segments: the same step CLI the Argo join template runs."""
+    args = [sys.executable, "-m", "steps.join", "--manifest", str(manifest), "--index", str(index),
             "--input-root", str(input_root), "--output-root", str(output_root)]
     return args + (["--force"] if force else [])
 
 
 @dataclass
 class _Job:
-    index: int
+    item: str  # a work item ("3", "3:2"), or the index of the video to join
     path: str
+    join: bool = False
     attempt: int = 1
     proc: Optional[subprocess.Popen] = None
     progress_file: Optional[Path] = None
     task: Optional[TaskID] = None
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def segment(self) -> Optional[int]:
+        return None if self.join else parse_work_item(self.item)[1]
+
+    @property
+    def index(self) -> int:
+        return parse_work_item(self.item)[0]
+
 
 class LocalRunner:
     def __init__(self, input_root: Path, output_root: Path, settings: Settings, workers: int, force: bool = False,
-                 retries: int = 1, console: Optional[Console] = None):
+                 retries: int = 1, console: Optional[Console] = None,
+                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS):
         self.input_root, self.output_root = input_root.resolve(), output_root.resolve()
         self.settings, self.workers, self.force, self.retries = settings, max(1, workers), force, retries
+        self.segment_seconds = segment_seconds
         self.console = console or Console(stderr=True)
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
@@ -81,35 +101,53 @@ class LocalRunner:
 
     def run(self) -> Summary:
         manifest_file = manifest_path(self.output_root)
-        manifest = run_discover(self.input_root, self.output_root)
+        manifest = run_discover(self.input_root, self.output_root, segment_seconds=self.segment_seconds)
+        work = plan_work(manifest, self.output_root, self.settings, force=self.force)
+        segments = sum(":" in item for item in work.items)
         self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {self.input_root}"
-                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
+                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else "")
+                           + (f", {len(work.done)} already done" if work.done else "")
+                           + (f"; {segments} segments of {len(work.joins)} long videos" if work.joins else ""))
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
-            self._work(manifest, manifest_file, Path(progress_dir))
+            self._work(manifest, work, manifest_file, Path(progress_dir))
         return run_summarize(self.output_root)
 
-    def _work(self, manifest: Manifest, manifest_file: Path, progress_dir: Path) -> None:
-        pending = [_Job(i, item.path) for i, item in enumerate(manifest.items)]
+    def _command(self, manifest_file: Path, job: _Job) -> list[str]:
+        if job.join:
+            return join_command(manifest_file, int(job.item), self.input_root, self.output_root, self.force)
+        return anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force)
+
+    def _report(self, manifest: Manifest, job: _Job) -> Optional[VideoReport]:
+        if job.segment is None:
+            return VideoReport.load(report_path_for(self.output_root, job.path))
+        return VideoReport.load(segment_report(segment_folder(self.output_root, job.path), job.segment))
+
+    def _work(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
+        """Run the work items, longest first, each long video's join as soon as all its segments have run."""
+        pending = [_Job(item, manifest.items[parse_work_item(item)[0]].path) for item in work.items]
+        waiting = {index: sum(job.index == index for job in pending) for index in work.joins}
+        pending[:0] = [_Job(str(index), manifest.items[index].path, join=True) for index, n in waiting.items() if not n]
         running: list[_Job] = []
         frames_done = 0
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=self.console, disable=not self.console.is_terminal, transient=False) as bars:
-            videos = bars.add_task("videos", total=len(pending), fps="")
+            videos = bars.add_task("videos", total=sum(":" not in item for item in work.items) + len(work.joins),
+                                   fps="")
             frames = bars.add_task("frames", total=None, fps="")
             run_started = time.monotonic()
             while pending or running:
                 while pending and len(running) < self.workers:
                     job = pending.pop(0)
-                    job.progress_file = progress_dir / f"{job.index}.progress"
+                    name = ("join-" if job.join else "") + job.item.replace(":", "-")
+                    job.progress_file = progress_dir / f"{name}.progress"
                     job.progress_file.unlink(missing_ok=True)
                     job.started = time.monotonic()
-                    with open(progress_dir / f"{job.index}.log", "wb") as log:  # a pipe could fill up and block
-                        job.proc = subprocess.Popen(
-                            anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
-                            env=self._env(job.progress_file), stdout=subprocess.DEVNULL, stderr=log,
-                            cwd=PROJECT_ROOT)
-                    job.task = bars.add_task(f"  {job.path}", total=None, fps="")
+                    with open(progress_dir / f"{name}.log", "wb") as log:  # a pipe could fill up and block
+                        job.proc = subprocess.Popen(self._command(manifest_file, job),
+                                                    env=self._env(job.progress_file), stdout=subprocess.DEVNULL,
+                                                    stderr=log, cwd=PROJECT_ROOT)
+                    job.task = bars.add_task(f"  {escape(self._label(manifest, job))}", total=None, fps="")
                     running.append(job)
                 time.sleep(0.25)
                 live_frames = 0
@@ -123,22 +161,37 @@ class LocalRunner:
                         continue
                     running.remove(job)
                     bars.remove_task(job.task)
-                    stderr = (progress_dir / f"{job.index}.log").read_text(errors="replace")
+                    stderr = job.progress_file.with_suffix(".log").read_text(errors="replace")
                     code = job.proc.returncode
-                    report = VideoReport.load(report_path_for(self.output_root, job.path))
+                    report = self._report(manifest, job)
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {job.path} (exit code {code}, attempt {job.attempt})")
-                        pending.insert(0, _Job(job.index, job.path, job.attempt + 1))
+                        self.console.print(f"[yellow]retry[/] {escape(self._label(manifest, job))} (exit code {code}, "
+                                           f"attempt {job.attempt})")
+                        pending.insert(0, _Job(job.item, job.path, job.join, job.attempt + 1))
                         continue
-                    bars.advance(videos)
-                    if report is not None and report.status in ("done", "skipped"):
+                    if job.segment is None:
+                        bars.advance(videos)
+                    else:
+                        waiting[job.index] -= 1
+                        if not waiting[job.index]:  # every segment has run, whatever the outcome: join them
+                            pending.insert(0, _Job(str(job.index), job.path, join=True))
+                    if report is not None and report.status in ("done", "skipped") and not job.join:
                         frames_done += report.frames_out or 0
-                    self._print_result(job.path, code, report, stderr)
+                    self._print_result(self._label(manifest, job), code, report, stderr)
                 total_elapsed = max(time.monotonic() - run_started, 1e-6)
                 shown = frames_done + live_frames
                 bars.update(frames, completed=shown, fps=f"{shown / total_elapsed:.1f} fps")
 
+    @staticmethod
+    def _label(manifest: Manifest, job: _Job) -> str:
+        if job.join:
+            return f"{job.path} (joining its segments)"
+        if job.segment is not None:
+            return f"{job.path} [segment {job.segment + 1}/{len(manifest.items[job.index].cuts) + 1}]"
+        return job.path
+
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
+        path = escape(path)  # a file name is not rich markup
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
             self.console.print(f"[red]failed[/] {path}: the worker exited with code {code} without a report. {tail}")
@@ -146,6 +199,8 @@ class LocalRunner:
             self.console.print(f"[red]failed[/] {path}: {report.error}")
         elif report.status == "skipped":
             self.console.print(f"[dim]skipped[/] {path} (already done)")
+        elif report.segments:
+            self.console.print(f"[green]done[/] {path}: {report.frames_out} frames from {report.segments} segments")
         else:
             self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
                                f"{report.faces_detected} faces")
