@@ -231,6 +231,12 @@ def compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def fan_out_json(items: list[str]) -> str:
+    """The fan-out list as Argo's withParam reads it: a whole video as its index (a JSON number, the
+    shortest), a segment as "N:K". 10,000 whole videos print in 49 kB, far below Argo's 256 kB."""
+    return compact_json([item if ":" in item else int(item) for item in items])
+
+
 @with_settings_options
 def main(
     settings: Settings,
@@ -244,7 +250,7 @@ def main(
                                              "seconds, each its own work item (0: never)."),
     force: bool = typer.Option(False, "--force", help="List all the work, even what is already done."),
     print_work: bool = typer.Option(False, "--print-work",
-                                    help="Print the fan-out list on stdout: a JSON list of work items, \"N\" for "
+                                    help="Print the fan-out list on stdout: a JSON list of work items, N for "
                                          "video N of the manifest or \"N:K\" for its segment K, longest first, "
                                          "without those already done (what Argo's withParam reads)."),
     joins_file: Optional[Path] = typer.Option(None, help="Write the JSON list of the videos to join from their "
@@ -266,7 +272,7 @@ def main(
                f"{sum(bool(item.cuts) for item in result.items)} long videos in all), {len(work.joins)} joins",
                err=True)
     if print_work:
-        typer.echo(compact_json(work.items))
+        typer.echo(fan_out_json(work.items))
 
 
 if __name__ == "__main__":
