@@ -24,6 +24,7 @@ from steps.detectors import Detector, load
 from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
 from steps.ffio import count_video_packets
 from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
+from steps.join import describe, join_when_complete
 from steps.manifest import Manifest
 from steps.probe import check_readable, probe
 from steps.progress import StepProgress
@@ -197,9 +198,13 @@ def main(
             typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
         name = path if segment is None else f"{path} [segment {segment + 1}/{len(loaded.item(item).cuts) + 1}]"
-        report = anonymize_item(loaded, item, input_root or Path(loaded.input_root),
-                                output_root or manifest.parent, settings, segment=segment, force=force,
-                                threads=threads, progress=StepProgress(name))
+        roots = (input_root or Path(loaded.input_root), output_root or manifest.parent)
+        report = anonymize_item(loaded, item, *roots, settings, segment=segment, force=force, threads=threads,
+                                progress=StepProgress(name))
+        if segment is not None and report.status in ("done", "skipped"):  # the last segment done joins the video
+            joined = join_when_complete(loaded, item, *roots, settings, report.input.fingerprint, force=force)
+            if joined is not None:
+                typer.echo(describe(joined), err=True)
     else:
         typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
         raise typer.Exit(EXIT_USAGE)

@@ -7,9 +7,9 @@ never followed out of the root; every file passed over is recorded with a reason
 
 Each video's length is probed (steps.durations); a video longer than the segment length is
 cut into segments (steps.segments). The work left (plan_work) is the fan-out list, ordered
-longest first so that the pods started last are the short ones and all finish close
+longest first (by frames x pixels) so that the pods started last are the short ones and all finish close
 together, without what is already done (a report matching the input's fingerprint and the
-settings, for a whole video or for one segment), and the list of videos to join.
+settings, for a whole video or for one segment).
 """
 
 from __future__ import annotations
@@ -169,8 +169,11 @@ class Work:
 
 
 def work_weight(item: Item, segments: int = 1) -> float:
-    """How long one work item of *item* takes, relatively: its frames (unknown: last, they fail fast)."""
-    return item.frames / segments if item.frames else -1.0
+    """How long one work item of *item* takes, relatively: its frames times their pixels, what decoding,
+    hiding and encoding cost in proportion to (unknown: last, such files fail fast)."""
+    if not item.frames:
+        return -1.0
+    return item.frames * ((item.width or 1) * (item.height or 1)) / segments
 
 
 def plan_work(manifest: Manifest, output_root: Path, settings: Settings, force: bool = False) -> Work:
@@ -253,23 +256,18 @@ def main(
                                     help="Print the fan-out list on stdout: a JSON list of work items, N for "
                                          "video N of the manifest or \"N:K\" for its segment K, longest first, "
                                          "without those already done (what Argo's withParam reads)."),
-    joins_file: Optional[Path] = typer.Option(None, help="Write the JSON list of the videos to join from their "
-                                                         "segments (manifest indices) to this file."),
 ) -> None:
     """List every video under INPUT_ROOT, write the manifest, and say what work is left."""
     try:
         result = run_discover(input_root, output_root, manifest, segment_seconds=segment_seconds)
         work = plan_work(result, output_root, settings, force=force)
-        if joins_file is not None:
-            joins_file.parent.mkdir(parents=True, exist_ok=True)
-            joins_file.write_text(compact_json(work.joins) + "\n", encoding="utf-8")
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     segments = sum(len(item.cuts) + 1 for item in result.items if item.cuts)
     typer.echo(f"{len(result.items)} videos ({len(work.done)} already done), {len(result.ignored)} other files "
                f"passed over; {len(work.items)} work items ({segments} segments of "
-               f"{sum(bool(item.cuts) for item in result.items)} long videos in all), {len(work.joins)} joins",
+               f"{sum(bool(item.cuts) for item in result.items)} long videos in all), {len(work.joins)} to join",
                err=True)
     if print_work:
         typer.echo(fan_out_json(work.items))

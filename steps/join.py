@@ -11,6 +11,13 @@ The joined file is written under a temporary name and checked (frame count again
 segments' and the input's, duration against the input's) before it replaces anything; the
 segments are removed only then. Like anonymize, the step is idempotent: a video whose report
 already matches its input and settings is skipped.
+
+Who joins: the worker that finishes a video's last segment, at once (join_when_complete; an
+exclusive lock file settles a tie between two workers finishing together), so no extra pod
+is started and the video appears while the rest of the fan-out runs. The join step after the
+fan-out (``python -m steps.join --manifest M``, one pod) joins whatever is left: a worker that
+died while joining, a segment redone by ``argo retry``, or a failed segment, whose error then
+becomes the video's.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +41,7 @@ from steps.errors import (
     PermanentError,
     TransientError,
     one_sentence,
+    should_retry,
 )
 from steps.ffio import Encoder, EncoderSettings, count_video_packets
 from steps.fsutil import fingerprint, partial_path, raise_for_os_error, remove_quietly, stale_partials
@@ -41,6 +50,10 @@ from steps.probe import MediaInfo, check_readable, ffmpeg_url, probe
 from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for
 from steps.segments import segment_folder, segment_report, spans
 from steps.settings import Settings, with_settings_options
+
+#: Videos the join step joins at the same time (the work is copying: the output volume sets the pace).
+JOIN_THREADS = 4
+LOCK_NAME = "join.lock"
 
 
 class CannotJoin(AnonymizeError):
@@ -101,9 +114,8 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
         report.input.fingerprint = fingerprint(source)
         previous = None if force else VideoReport.load(report_path)
         if previous is not None and previous.matches(report.input.fingerprint, report.settings_digest):
-            skipped = previous.skipped()
-            skipped.save(report_path)
-            return skipped
+            shutil.rmtree(folder, ignore_errors=True)  # segments redone since (--force) are not needed
+            return previous  # joined already (by the worker of its last segment, or an earlier run)
         parts = _segment_reports(item.path, item.cuts, folder, report.input.fingerprint, report.settings_digest)
         info = probe(source)
         report.video = info.summary()
@@ -157,6 +169,47 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
     return report
 
 
+def join_when_complete(manifest: Manifest, index: int, input_root: Path, output_root: Path, settings: Settings,
+                       input_fingerprint: str, force: bool = False) -> Optional[VideoReport]:
+    """Join item *index* if every one of its segments is done (this worker finished the last one) and no
+    other worker is joining it; the video's report, or None when it is not this worker's to join."""
+    item = manifest.item(index)
+    folder = segment_folder(output_root, item.path)
+    try:
+        _segment_reports(item.path, item.cuts, folder, input_fingerprint, settings.digest())
+    except AnonymizeError:
+        return None  # not all done yet: the worker of the last one joins
+    try:
+        os.close(os.open(folder / LOCK_NAME, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except OSError:
+        return None  # another worker finished at the same time and joins (or the join step will)
+    try:
+        return join_item(manifest, index, input_root, output_root, settings, force=force)
+    finally:
+        remove_quietly(folder / LOCK_NAME)
+
+
+def join_all(manifest: Manifest, input_root: Path, output_root: Path, settings: Settings,
+             force: bool = False) -> list[VideoReport]:
+    """Join every video of *manifest* cut into segments that is not joined yet (the step after the fan-out);
+    the reports of those it joined or failed to join."""
+
+    def left(index: int) -> bool:
+        item = manifest.items[index]
+        report = VideoReport.load(report_path_for(output_root, item.path))
+        if force or report is None or report.status not in ("done", "skipped"):
+            return True
+        try:
+            return not report.matches(fingerprint(input_root / item.path), settings.digest())
+        except OSError:
+            return True  # join_item says why
+
+    with ThreadPoolExecutor(JOIN_THREADS) as pool:
+        indices = [i for i, item in enumerate(manifest.items) if item.cuts]
+        todo = [i for i, needed in zip(indices, pool.map(left, indices)) if needed]
+        return list(pool.map(lambda i: join_item(manifest, i, input_root, output_root, settings, force=force), todo))
+
+
 def _loaded(folder: Path, cuts: list[float]) -> list[VideoReport]:
     return [r for r in (VideoReport.load(segment_report(folder, s.index)) for s in spans(cuts)) if r is not None]
 
@@ -200,32 +253,51 @@ def _check(info: MediaInfo, joined: Path, written: int, expected: int, name: str
                                  f"{info.duration:.3f} s; anonymize it in one piece (--segment-seconds 0)")
 
 
+def describe(report: VideoReport) -> str:
+    """One line about a join's outcome."""
+    line = f"{report.status}: {report.input.path}"
+    if report.status == "failed":
+        line += f": {report.error}"
+    elif report.status == "done":
+        line += f" ({report.frames_out} frames from {report.segments} segments, joined)"
+    return line
+
+
 @with_settings_options
 def main(
     settings: Settings,
     manifest: Path = typer.Option(..., help="The manifest written by discover."),
-    index: int = typer.Option(..., help="Which manifest item to join from its segments (0-based)."),
+    index: Optional[int] = typer.Option(None, help="Which manifest item to join from its segments (0-based) "
+                                                   "[default: every video cut into segments not joined yet]."),
     input_root: Optional[Path] = typer.Option(None, envvar="INPUT", help="Input root [default: the manifest's]."),
     output_root: Optional[Path] = typer.Option(None, envvar="OUTPUT",
                                                help="Output root [default: the manifest's folder]."),
     force: bool = typer.Option(False, "--force", help="Join again even if the video's report says it is done."),
 ) -> None:
-    """Join the anonymized segments of one long video into its output, without re-encoding."""
+    """Join the anonymized segments of long videos into their outputs, without re-encoding.
+
+    Exits 0 when every video is joined (or was already), 75 when a join failed in a way worth
+    another try, else 3 (a segment failed or is missing: re-run the work, e.g. ``argo retry``).
+    """
     try:
         loaded = Manifest.load(manifest)
-        loaded.item(index)
+        if index is not None:
+            loaded.item(index)
     except (OSError, ValueError, IndexError) as exc:
         typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    report = join_item(loaded, index, input_root or Path(loaded.input_root), output_root or manifest.parent,
-                       settings, force=force)
-    line = f"{report.status}: {report.input.path}"
-    if report.status == "failed":
-        line += f": {report.error}"
-    elif report.status == "done":
-        line += f" ({report.frames_out} frames from {report.segments} segments)"
-    typer.echo(line, err=True)
-    raise typer.Exit(report.exit_code if report.status == "failed" else EXIT_OK)
+    roots = (input_root or Path(loaded.input_root), output_root or manifest.parent)
+    if index is not None:
+        reports = [join_item(loaded, index, *roots, settings, force=force)]
+    else:
+        reports = join_all(loaded, *roots, settings, force=force)
+        typer.echo(f"{sum(bool(item.cuts) for item in loaded.items) - len(reports)} videos cut into segments were "
+                   f"joined already, {len(reports)} left to join", err=True)
+    for report in reports:
+        typer.echo(describe(report), err=True)
+    codes = {report.exit_code for report in reports if report.status == "failed"}
+    retryable = sorted(code for code in codes if should_retry(code))
+    raise typer.Exit(retryable[0] if retryable else (max(codes) if codes else EXIT_OK))
 
 
 if __name__ == "__main__":

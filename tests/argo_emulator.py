@@ -4,8 +4,7 @@ No cluster exists here, so this stands in for the controller on the points that 
 the YAML and the step CLIs fit together: tasks in ``depends`` order (the expression evaluated
 over task results), ``withParam`` fan-out over the previous task's printed result, Argo's
 substitutions (``{{item}}``, ``{{inputs.parameters.*}}``, ``{{tasks.*.outputs.result}}``,
-``{{workflow.name|namespace}}``, ``{{tasks.*.outputs.parameters.*}}`` read from the file its
-``valueFrom.path`` names: any other variable fails the run), each container's own
+``{{workflow.name|namespace}}``: any other variable fails the run), each container's own
 ``command`` + ``args`` + ``env`` with the volume mount paths mapped to local folders, and
 ``retryStrategy`` (limit and expression; the backoff is not waited for). What it does not
 emulate: scheduling, parallelism, resources, security contexts, pod deletion.
@@ -65,7 +64,6 @@ class Node:
     task: str
     item: Optional[str]
     attempts: list[Attempt] = field(default_factory=list)
-    outputs: dict[str, str] = field(default_factory=dict)  # output parameters of the last attempt
 
     @property
     def phase(self) -> str:
@@ -127,10 +125,6 @@ class Emulator:
         while True:
             done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=self.timeout)
             node.attempts.append(Attempt(done.returncode, done.stdout, done.stderr))
-            if done.returncode == 0:
-                for output in (template.get("outputs") or {}).get("parameters") or []:
-                    path = Path(self._map_path(output["valueFrom"]["path"], mounts))
-                    node.outputs[output["name"]] = path.read_text().strip()  # Argo fails the step without it
             if done.returncode == 0 or len(node.attempts) > limit:
                 return node
             expression = retry.get("expression")
@@ -171,7 +165,6 @@ class Emulator:
                     phases[name] = "Failed" if any(c.phase == "Failed" for c in children) else "Succeeded"
                 if "withParam" not in task and children:
                     outputs[f"{name}.outputs.result"] = children[0].attempts[-1].stdout.strip()
-                    outputs.update({f"{name}.outputs.parameters.{k}": v for k, v in children[0].outputs.items()})
                 results[name] = {r: phases[name] == r for r in ("Succeeded", "Failed", "Errored", "Skipped",
                                                                  "Omitted", "Daemoned")}
                 results[name]["AnySucceeded"] = any(c.phase == "Succeeded" for c in children)

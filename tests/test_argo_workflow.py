@@ -15,7 +15,6 @@ from tests.argo_emulator import eval_depends, eval_retry_expression
 from tests.conftest import run_cli
 from workflows.argo import (
     JOIN_DEPENDS,
-    JOINS_FILE,
     RETRY_EXPRESSION,
     SUMMARIZE_DEPENDS,
     SUMMARIZE_RETRY_EXPRESSION,
@@ -79,28 +78,23 @@ def test_the_dag_fans_out_and_summarize_waits_for_every_outcome():
     tasks = {t["name"]: t for t in dag["tasks"]}
     assert tasks["anonymize"]["withParam"] == "{{tasks.discover.outputs.result}}"
     assert tasks["anonymize"]["arguments"]["parameters"] == [{"name": "index", "value": "{{item}}"}]
-    assert tasks["join"]["withParam"] == "{{tasks.discover.outputs.parameters.joins}}"
+    assert "withParam" not in tasks["join"]  # one pod joins what the anonymize pods left
     assert tasks["join"]["depends"] == JOIN_DEPENDS and tasks["summarize"]["depends"] == SUMMARIZE_DEPENDS
     anonymize = template(doc, "anonymize")["container"]
     assert anonymize["command"] == ["python", "-m", "steps.anonymize"]
     assert anonymize["args"][anonymize["args"].index("--index") + 1] == "{{inputs.parameters.index}}"
     assert template(doc, "join")["container"]["command"] == ["python", "-m", "steps.join"]
-    discover = template(doc, "discover")
-    assert discover["outputs"]["parameters"] == [
-        {"name": "joins", "valueFrom": {"path": JOINS_FILE},
-         "description": "The long videos to join from their segments (manifest indices)."}]
-    args = discover["container"]["args"]
-    assert args[args.index("--joins-file") + 1] == JOINS_FILE and "--print-work" in args
-    assert args[args.index("--segment-seconds") + 1] == "300"
-    # join runs whatever the fan-out's outcome, summarize whatever the joins', but not when discover failed.
+    args = template(doc, "discover")["container"]["args"]
+    assert "--print-work" in args and args[args.index("--segment-seconds") + 1] == "300"
+    # join runs whatever the fan-out's outcome (an empty list: Skipped), summarize whatever the join's,
+    # but neither when discover failed (the fan-out is Omitted then).
     phases = ("Succeeded", "Failed", "Errored", "Skipped")
     for phase in phases:
-        results = {"discover": {"Succeeded": True, "Skipped": False, "Daemoned": False},
-                   "anonymize": {p: p == phase for p in phases}, "join": {p: p == phase for p in phases}}
-        assert eval_depends(JOIN_DEPENDS, results) and eval_depends(SUMMARIZE_DEPENDS, results)
-    assert not eval_depends(SUMMARIZE_DEPENDS, {"join": {p: False for p in phases}})  # Omitted
-    assert not eval_depends(JOIN_DEPENDS, {"discover": {"Succeeded": False, "Skipped": False, "Daemoned": False},
-                                           "anonymize": {p: False for p in phases}})
+        assert eval_depends(JOIN_DEPENDS, {"anonymize": {p: p == phase for p in phases}})
+        if phase != "Skipped":
+            assert eval_depends(SUMMARIZE_DEPENDS, {"join": {p: p == phase for p in phases}})
+    assert not eval_depends(JOIN_DEPENDS, {"anonymize": {p: False for p in phases}})
+    assert not eval_depends(SUMMARIZE_DEPENDS, {"join": {p: False for p in phases}})
 
 
 def test_retry_expression_is_the_should_retry_rule():
@@ -132,8 +126,8 @@ MISTAKES = {
     "task reference": (lambda d: template(d, "main")["dag"]["tasks"][1].__setitem__("withParam",
                                                                                     "{{tasks.summarize.outputs.result}}"),
                        "does not depend on 'summarize'"),
-    "output parameter": (lambda d: template(d, "main")["dag"]["tasks"][2].__setitem__(
-        "withParam", "{{tasks.discover.outputs.parameters.jions}}"), "no output parameter 'jions'"),
+    "output parameter": (lambda d: template(d, "main")["dag"]["tasks"][1].__setitem__(
+        "withParam", "{{tasks.discover.outputs.parameters.items}}"), "no output parameter 'items'"),
     "gpu count type": (lambda d: template(d, "anonymize")["container"]["resources"]["limits"].__setitem__(
         "nvidia.com/gpu", [1]), "nvidia.com/gpu"),
 }
@@ -197,9 +191,9 @@ def test_settings_and_cluster_options_reach_the_yaml(tmp_path):
     for name in ("discover", "join"):
         assert {k: env_of(doc, name)[k] for k in expected} == expected, name
     assert "ANON_MODE" not in env_of(doc, "summarize")
-    args = {name: template(doc, name)["container"]["args"] for name in ("discover", "anonymize", "join")}
+    args = {name: template(doc, name)["container"]["args"] for name in ("discover", "anonymize")}
     assert all("--force" in a for a in args.values())
-    assert "--force" not in template(doc, "summarize")["container"]["args"]
+    assert "--force" not in template(doc, "summarize")["container"]["args"] + template(doc, "join")["container"]["args"]
     assert args["discover"][args["discover"].index("--segment-seconds") + 1] == "600"
     assert "aliyun.com/gpu-mem" not in template(doc, "discover")["container"]["resources"]["limits"]
 

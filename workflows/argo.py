@@ -1,13 +1,13 @@
 """The Argo Workflows workflow, built with Hera: the same step CLIs the local run uses.
 
-``discover`` writes the manifest on the output volume, prints the fan-out list (work items,
-longest first, without what is already done: see steps.discover.plan_work) and writes the
-list of long videos to join as its output parameter ``joins``; ``anonymize`` runs once per
-work item, one pod per video or per segment of a long one, on a GPU; ``join`` runs once per
-long video after the whole fan-out, on a CPU, and joins its segments without re-encoding;
-``summarize`` runs after every join, whatever the outcomes, and exits non-zero when any video
-failed, so the workflow ends Failed and ``argo retry`` re-runs exactly the failed pods (a
-failed segment, then its video's join), then summarize again.
+``discover`` writes the manifest on the output volume and prints the fan-out list (work items,
+longest first, without what is already done: see steps.discover.plan_work); ``anonymize``
+runs once per work item, one pod per video or per segment of a long one, on a GPU (the pod
+finishing a video's last segment joins the segments, steps.join); ``join`` runs once after
+the whole fan-out, on a CPU, and joins what is left; ``summarize`` runs after it, whatever
+the outcomes, and exits non-zero when any video failed, so the workflow ends Failed and
+``argo retry`` re-runs exactly the failed pods (a failed segment, then the join), then
+summarize again.
 
 Everything a cluster operator sets lives in ``ClusterConfig``; everything that changes the
 output video lives in ``steps.settings.Settings`` and reaches the pods as environment
@@ -62,13 +62,10 @@ RETRY_EXPRESSION = (f'lastRetry.status == "Error" || '
                     f'!(asInt(lastRetry.exitCode) in [{", ".join(str(c) for c in NO_RETRY_EXIT_CODES)}])')
 #: summarize exits 1 when a video failed: retrying cannot change that, so only Argo-side errors are.
 SUMMARIZE_RETRY_EXPRESSION = 'lastRetry.status == "Error"'
-#: join waits for every child of the anonymize fan-out, failed or not (an empty list may be Skipped), and
-#: reads discover's output parameter.
-JOIN_DEPENDS = "discover && (anonymize.Succeeded || anonymize.Failed || anonymize.Errored || anonymize.Skipped)"
-#: summarize waits for every join, failed or not (no long video: the join fan-out is Skipped).
-SUMMARIZE_DEPENDS = "join.Succeeded || join.Failed || join.Errored || join.Skipped"
-#: discover writes the videos to join here; Argo reads it back as discover's output parameter "joins".
-JOINS_FILE = f"{TMP_MOUNT}/joins.json"
+#: join waits for every child of the anonymize fan-out, failed or not (an empty list may be Skipped).
+JOIN_DEPENDS = "anonymize.Succeeded || anonymize.Failed || anonymize.Errored || anonymize.Skipped"
+#: summarize waits for the join, failed or not.
+SUMMARIZE_DEPENDS = "join.Succeeded || join.Failed || join.Errored"
 
 
 class GpuMode(str, Enum):
@@ -271,11 +268,9 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
         discover = Container(
             name="discover", image=cluster.cpu_image, command=["python", "-m", "steps.discover"],
             args=[INPUT_MOUNT, OUTPUT_MOUNT, "--manifest", MANIFEST_IN_POD, "--segment-seconds",
-                  str(cluster.segment_seconds), "--print-work", "--joins-file", JOINS_FILE, *force],
+                  str(cluster.segment_seconds), "--print-work", *force],
             # The settings tell work already done with them from the rest.
             env=[Env(name=k, value=v) for k, v in {**_BASE_ENV, **settings.to_env()}.items()],
-            outputs=[Parameter(name="joins", value_from=m.ValueFrom(path=JOINS_FILE),
-                               description="The long videos to join from their segments (manifest indices).")],
             volume_mounts=_mounts(with_input=True),
             resources=Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
             retry_strategy=_retry(cluster.retry_limit, cluster.retry_backoff, RETRY_EXPRESSION),
@@ -297,10 +292,9 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
             retry_strategy=_retry(cluster.retry_limit, cluster.retry_backoff, RETRY_EXPRESSION),
             **common,
         )
-        join = Container(
+        join = Container(  # what the anonymize pods left unjoined; never --force: they joined what they redid
             name="join", image=cluster.cpu_image, command=["python", "-m", "steps.join"],
-            inputs=[Parameter(name="index", description="Which manifest item to join from its segments.")],
-            args=["--manifest", MANIFEST_IN_POD, "--index", "{{inputs.parameters.index}}", *step_args],
+            args=["--manifest", MANIFEST_IN_POD, "--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT],
             env=[Env(name=k, value=v) for k, v in {**_BASE_ENV, **settings.to_env(), "INPUT": INPUT_MOUNT,
                                                    "OUTPUT": OUTPUT_MOUNT}.items()],
             volume_mounts=_mounts(with_input=True),
@@ -321,8 +315,7 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
             Task(name="discover", template=discover)
             Task(name="anonymize", template=anonymize, depends="discover",
                  with_param="{{tasks.discover.outputs.result}}", arguments={"index": "{{item}}"})
-            Task(name="join", template=join, depends=JOIN_DEPENDS,
-                 with_param="{{tasks.discover.outputs.parameters.joins}}", arguments={"index": "{{item}}"})
+            Task(name="join", template=join, depends=JOIN_DEPENDS)
             Task(name="summarize", template=summarize, depends=SUMMARIZE_DEPENDS)
     return workflow
 

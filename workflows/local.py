@@ -54,18 +54,16 @@ def anonymize_command(manifest: Path, item: str, input_root: Path, output_root: 
     return args + (["--force"] if force else [])
 
 
-def join_command(manifest: Path, index: int, input_root: Path, output_root: Path, force: bool) -> list[str]:
-    """The command that joins a long video's segments: the same step CLI the Argo join template runs."""
-    args = [sys.executable, "-m", "steps.join", "--manifest", str(manifest), "--index", str(index),
-            "--input-root", str(input_root), "--output-root", str(output_root)]
-    return args + (["--force"] if force else [])
+def join_command(manifest: Path, input_root: Path, output_root: Path) -> list[str]:
+    """The step that joins what the workers left unjoined: the same step CLI the Argo join template runs."""
+    return [sys.executable, "-m", "steps.join", "--manifest", str(manifest), "--input-root", str(input_root),
+            "--output-root", str(output_root)]
 
 
 @dataclass
 class _Job:
-    item: str  # a work item ("3", "3:2"), or the index of the video to join
+    item: str  # a work item: "3" (a whole video) or "3:2" (its segment 2)
     path: str
-    join: bool = False
     attempt: int = 1
     proc: Optional[subprocess.Popen] = None
     progress_file: Optional[Path] = None
@@ -73,12 +71,12 @@ class _Job:
     started: float = field(default_factory=time.monotonic)
 
     @property
-    def segment(self) -> Optional[int]:
-        return None if self.join else parse_work_item(self.item)[1]
-
-    @property
     def index(self) -> int:
         return parse_work_item(self.item)[0]
+
+    @property
+    def segment(self) -> Optional[int]:
+        return parse_work_item(self.item)[1]
 
 
 class LocalRunner:
@@ -112,21 +110,20 @@ class LocalRunner:
             self._work(manifest, work, manifest_file, Path(progress_dir))
         return run_summarize(self.output_root)
 
-    def _command(self, manifest_file: Path, job: _Job) -> list[str]:
-        if job.join:
-            return join_command(manifest_file, int(job.item), self.input_root, self.output_root, self.force)
-        return anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force)
-
-    def _report(self, manifest: Manifest, job: _Job) -> Optional[VideoReport]:
+    def _report(self, job: _Job) -> Optional[VideoReport]:
+        """The job's report: the video's, or its segment's (the video's once the worker joined the segments)."""
+        video = VideoReport.load(report_path_for(self.output_root, job.path))
         if job.segment is None:
-            return VideoReport.load(report_path_for(self.output_root, job.path))
-        return VideoReport.load(segment_report(segment_folder(self.output_root, job.path), job.segment))
+            return video
+        segment = VideoReport.load(segment_report(segment_folder(self.output_root, job.path), job.segment))
+        joined = video is not None and video.segments and video.status == "done" and (
+            segment is None or (video.started_at or "") >= (segment.started_at or ""))
+        return video if joined else segment
 
     def _work(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
-        """Run the work items, longest first, each long video's join as soon as all its segments have run."""
+        """Run the work items, longest first (the worker finishing a video's last segment joins it), then the
+        join step for what is left, as on Argo."""
         pending = [_Job(item, manifest.items[parse_work_item(item)[0]].path) for item in work.items]
-        waiting = {index: sum(job.index == index for job in pending) for index in work.joins}
-        pending[:0] = [_Job(str(index), manifest.items[index].path, join=True) for index, n in waiting.items() if not n]
         running: list[_Job] = []
         frames_done = 0
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -139,14 +136,15 @@ class LocalRunner:
             while pending or running:
                 while pending and len(running) < self.workers:
                     job = pending.pop(0)
-                    name = ("join-" if job.join else "") + job.item.replace(":", "-")
+                    name = job.item.replace(":", "-")
                     job.progress_file = progress_dir / f"{name}.progress"
                     job.progress_file.unlink(missing_ok=True)
                     job.started = time.monotonic()
                     with open(progress_dir / f"{name}.log", "wb") as log:  # a pipe could fill up and block
-                        job.proc = subprocess.Popen(self._command(manifest_file, job),
-                                                    env=self._env(job.progress_file), stdout=subprocess.DEVNULL,
-                                                    stderr=log, cwd=PROJECT_ROOT)
+                        job.proc = subprocess.Popen(
+                            anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force),
+                            env=self._env(job.progress_file), stdout=subprocess.DEVNULL, stderr=log,
+                            cwd=PROJECT_ROOT)
                     job.task = bars.add_task(f"  {escape(self._label(manifest, job))}", total=None, fps="")
                     running.append(job)
                 time.sleep(0.25)
@@ -163,29 +161,41 @@ class LocalRunner:
                     bars.remove_task(job.task)
                     stderr = job.progress_file.with_suffix(".log").read_text(errors="replace")
                     code = job.proc.returncode
-                    report = self._report(manifest, job)
+                    report = self._report(job)
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {escape(self._label(manifest, job))} (exit code {code}, "
-                                           f"attempt {job.attempt})")
-                        pending.insert(0, _Job(job.item, job.path, job.join, job.attempt + 1))
+                        self.console.print(f"[yellow]retry[/] {escape(self._label(manifest, job))} "
+                                           f"(exit code {code}, attempt {job.attempt})")
+                        pending.insert(0, _Job(job.item, job.path, job.attempt + 1))
                         continue
                     if job.segment is None:
                         bars.advance(videos)
-                    else:
-                        waiting[job.index] -= 1
-                        if not waiting[job.index]:  # every segment has run, whatever the outcome: join them
-                            pending.insert(0, _Job(str(job.index), job.path, join=True))
-                    if report is not None and report.status in ("done", "skipped") and not job.join:
-                        frames_done += report.frames_out or 0
+                    if report is not None and report.status in ("done", "skipped"):
+                        frames_done += (seen[0] if seen else 0) if report.segments else report.frames_out or 0
                     self._print_result(self._label(manifest, job), code, report, stderr)
                 total_elapsed = max(time.monotonic() - run_started, 1e-6)
                 shown = frames_done + live_frames
                 bars.update(frames, completed=shown, fps=f"{shown / total_elapsed:.1f} fps")
+            if work.joins:
+                self._join_left(manifest, work, manifest_file, progress_dir)
+                bars.advance(videos, len(work.joins))
+
+    def _join_left(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
+        """The join step (a worker finishing a video's last segment joined it already, unless that failed), then
+        each long video's outcome."""
+        for attempt in range(1, self.retries + 2):
+            done = subprocess.run(join_command(manifest_file, self.input_root, self.output_root),
+                                  env=self._env(progress_dir / "join.progress"), capture_output=True, text=True,
+                                  cwd=PROJECT_ROOT)
+            if not should_retry(done.returncode) or attempt > self.retries:
+                break
+            self.console.print(f"[yellow]retry[/] joining (exit code {done.returncode}, attempt {attempt})")
+        for index in work.joins:
+            path = manifest.items[index].path
+            self._print_result(path, done.returncode, VideoReport.load(report_path_for(self.output_root, path)),
+                               done.stderr)
 
     @staticmethod
     def _label(manifest: Manifest, job: _Job) -> str:
-        if job.join:
-            return f"{job.path} (joining its segments)"
         if job.segment is not None:
             return f"{job.path} [segment {job.segment + 1}/{len(manifest.items[job.index].cuts) + 1}]"
         return job.path
@@ -200,7 +210,8 @@ class LocalRunner:
         elif report.status == "skipped":
             self.console.print(f"[dim]skipped[/] {path} (already done)")
         elif report.segments:
-            self.console.print(f"[green]done[/] {path}: {report.frames_out} frames from {report.segments} segments")
+            self.console.print(f"[green]done[/] {path}: the video joined, {report.frames_out} frames from "
+                               f"{report.segments} segments")
         else:
             self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
                                f"{report.faces_detected} faces")
