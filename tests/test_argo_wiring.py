@@ -48,8 +48,9 @@ def test_rendered_workflow_runs_on_real_clips(tmp_path):
     run = Emulator(doc, folders).run()
 
     discover = run.nodes_of("discover")[0]
-    # longest first: street/carphone_qcif.mp4 (120 frames), rotated_noface.mov (66), broken.mp4 (unreadable)
-    assert json.loads(discover.attempts[-1].stdout) == [2, 1, 0]
+    # longest first (frames x pixels): rotated_noface.mov (66 x 568x320), street/carphone_qcif.mp4 (120 x 176x144),
+    # broken.mp4 (unreadable)
+    assert json.loads(discover.attempts[-1].stdout) == [1, 2, 0]
     by_index = {node.item: node for node in run.nodes_of("anonymize")}
     assert sorted(by_index) == ["0", "1", "2"]
     assert [a.exit_code for a in by_index["0"].attempts] == [3]  # permanent: not retried
@@ -91,17 +92,19 @@ def test_rendered_workflow_runs_long_videos_in_segments_and_resumes(tmp_path):
     emulator = Emulator(doc, folders)
     # A first attempt that stopped early: discover ran, one segment of the 4 s clip was anonymized.
     first = emulator.run_template("discover")
-    assert json.loads(first.attempts[-1].stdout) == ["1:0", "1:1", "1:2", "0:0", "0:1"]  # 40, 40, 40, 33, 33 frames
+    # longest first: 2 x 33 frames of 568x320, then 3 x 40 frames of 176x144
+    assert json.loads(first.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:1", "1:2"]
     assert emulator.run_template("anonymize", {"index": "1:1"}).phase == "Succeeded"
 
     run = emulator.run()  # the resubmission does only what is missing
 
     discover = run.nodes_of("discover")[0]
-    assert json.loads(discover.attempts[-1].stdout) == ["1:0", "1:2", "0:0", "0:1"]
+    assert json.loads(discover.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:2"]
     assert run.phase == "Succeeded", [n.attempts[-1].stderr for n in run.nodes if n.phase != "Succeeded"]
-    # the pod that finished each video's last segment joined it; the join step found nothing left
+    # the pod that finished each video's last segment joined it (the emulator runs them one after the
+    # other, in list order); the join step found nothing left
     joined_by = [n.item for n in run.nodes_of("anonymize") if "segments, joined)" in n.attempts[-1].stderr]
-    assert sorted(joined_by) in (["0:0", "1:2"], ["0:1", "1:2"], ["0:0", "1:0"], ["0:1", "1:0"])
+    assert joined_by == ["0:1", "1:2"]
     assert "joined)" not in run.nodes_of("join")[0].attempts[-1].stderr
     out = folders["output"]
     for name in clips:
@@ -123,7 +126,7 @@ def test_rendered_workflow_runs_long_videos_in_segments_and_resumes(tmp_path):
     forced = yaml.safe_load(render_documents(ClusterConfig(segment_seconds=2, force=True), Settings(mode="pixelate"),
                                              "WorkflowTemplate"))
     listed = Emulator(forced, folders).run_template("discover")  # --force lists everything again
-    assert json.loads(listed.attempts[-1].stdout) == ["1:0", "1:1", "1:2", "0:0", "0:1"]
+    assert json.loads(listed.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:1", "1:2"]
 
 
 def test_ten_thousand_videos_fit_argo_limits(tmp_path):
