@@ -19,16 +19,18 @@ from typing import Optional
 import typer
 
 from steps import engine
-from steps.containers import carries, container_for, output_name
+from steps.containers import SEGMENT, carries, container_for, output_name
 from steps.detectors import Detector, load
 from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
 from steps.ffio import count_video_packets
 from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
+from steps.join import describe, join_when_complete
 from steps.manifest import Manifest
 from steps.outputs import write_outputs
 from steps.probe import check_readable, probe
 from steps.progress import StepProgress
-from steps.report import InputFacts, VideoReport, now, report_path_for
+from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for
+from steps.segments import Span, parse_work_item, segment_file, segment_folder, segment_report, spans
 from steps.settings import Settings, with_settings_options
 from steps.thumbnails import FaceFrameSampler, thumbnails_path_for
 
@@ -44,18 +46,21 @@ def _detector(settings: Settings, threads: int) -> Detector:
 def anonymize_file(source: Path, output: Path, report_path: Path, settings: Settings, *, force: bool = False,
                    threads: int = 0, input_root: Optional[Path] = None, choose_container: bool = False,
                    display_path: Optional[str] = None, attempt: int = 1,
-                   progress: Optional[Progress] = None) -> VideoReport:
+                   progress: Optional[Progress] = None, span: Optional[Span] = None) -> VideoReport:
     """Anonymize *source* into *output*; always write and return the report (status done/skipped/failed).
 
     With *choose_container*, the output may gain ``.mkv`` when its container cannot carry the
     input's audio unchanged (see steps.containers); otherwise *output*'s name is used as given.
     *attempt* (1, 2...) is recorded in the report: Argo and the local runner say which try this is.
     Beside the output, a strip of a few of its frames with faces (see steps.thumbnails).
+    With a *span*, only that segment of the video is anonymized, into a video-only segment file
+    (steps.segments; steps.join makes the video out of all of them).
     """
     started, clock = now(), time.monotonic()
+    segment = SegmentFacts(index=span.index, count=span.count, start=span.start, end=span.end) if span else None
     report = VideoReport(status="failed", input=InputFacts(path=display_path or str(source)), started_at=started,
                          settings=settings.model_dump(mode="json"), settings_digest=settings.digest(),
-                         attempt=attempt)
+                         attempt=attempt, segment=segment)
     tmp: Optional[Path] = None
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
@@ -63,15 +68,15 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.input.size = check_readable(source)
         report.input.fingerprint = fingerprint(source)
         previous = None if force else VideoReport.load(report_path)
-        if previous is not None and previous.matches(report.input.fingerprint, report.settings_digest):
-            skipped = previous.model_copy(update={"status": "skipped", "attempt": attempt,
-                                                  "note": "already anonymized with the same "
-                                                  "input and settings on " + str(previous.finished_at)})
+        if previous is not None and previous.matches(report.input.fingerprint, report.settings_digest, segment):
+            skipped = previous.skipped().model_copy(update={"attempt": attempt})
             skipped.save(report_path)
             return skipped
         info = probe(source)
         report.video = info.summary()
-        if choose_container:
+        if span is not None:
+            container = SEGMENT
+        elif choose_container:
             name, container = output_name(output.name, info)
             output = output.with_name(name)
         else:
@@ -96,19 +101,24 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.model_copy(update={"status": "running"}).save(report_path)
         sampler = FaceFrameSampler()
         stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name, on_frame=sampler)
+                           name=output.name, on_frame=sampler, span=span)
         declared = info.video.nb_frames
-        if declared and stats.frames < declared:
+        if span is None and declared and stats.frames < declared:
             raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
                                  "decoded: the file is truncated or damaged")
-        frames_out = count_video_packets(tmp)
-        if frames_out != stats.frames:
-            raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
-        os.replace(tmp, output)
-        tmp = None
+        if stats.frames == 0 and span is not None:  # a segment without frames (a gap in the video): no file
+            frames_out, output = 0, None
+        else:
+            frames_out = count_video_packets(tmp)
+            if frames_out != stats.frames:
+                raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
+            os.replace(tmp, output)
+            tmp = None
         report = report.model_copy(update={
-            "status": "done", "output": str(output), "frames_in": stats.frames, "frames_out": frames_out,
-            "thumbnails": _write_thumbnails(sampler, output),
+            "status": "done", "output": str(output) if output else None, "frames_in": stats.frames,
+            "frames_out": frames_out,
+            # A segment's frames reach the video only at the join: no strip of its own.
+            "thumbnails": _write_thumbnails(sampler, output) if output and span is None else None,
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
@@ -152,11 +162,20 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def anonymize_item(manifest: Manifest, index: int, input_root: Path, output_root: Path, settings: Settings,
-                   **options) -> VideoReport:
-    """Anonymize item *index* of *manifest*: ``input_root/path`` -> ``output_root/path``."""
+                   segment: Optional[int] = None, **options) -> VideoReport:
+    """Anonymize item *index* of *manifest*: ``input_root/path`` -> ``output_root/path``; or only its
+    *segment* (of those its cut times make), into the video's segment folder."""
     item = manifest.item(index)
-    return anonymize_file(input_root / item.path, output_root / item.path, report_path_for(output_root, item.path),
-                          settings, input_root=input_root, choose_container=True, display_path=item.path, **options)
+    if segment is None:
+        return anonymize_file(input_root / item.path, output_root / item.path,
+                              report_path_for(output_root, item.path), settings, input_root=input_root,
+                              choose_container=True, display_path=item.path, **options)
+    parts = spans(item.cuts)
+    if not 0 <= segment < len(parts):
+        raise IndexError(f"item {index} ({item.path!r}) has {len(parts)} segments; there is no segment {segment}")
+    folder = segment_folder(output_root, item.path)
+    return anonymize_file(input_root / item.path, segment_file(folder, segment), segment_report(folder, segment),
+                          settings, input_root=input_root, display_path=item.path, span=parts[segment], **options)
 
 
 def _terminate_on_sigterm() -> None:
@@ -174,7 +193,8 @@ def main(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="One video to anonymize."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write it (with --input)."),
     manifest: Optional[Path] = typer.Option(None, help="A manifest written by discover (with --index)."),
-    index: Optional[int] = typer.Option(None, help="Which manifest item to anonymize (0-based)."),
+    index: Optional[str] = typer.Option(None, help="Which manifest item to anonymize (0-based), or which segment "
+                                                   "of it as INDEX:SEGMENT (a fan-out item, see steps.segments)."),
     input_root: Optional[Path] = typer.Option(None, envvar="INPUT", help="Input root [default: the manifest's]."),
     output_root: Optional[Path] = typer.Option(None, envvar="OUTPUT",
                                                help="Output root [default: the manifest's folder]."),
@@ -196,14 +216,22 @@ def main(
     elif manifest is not None and index is not None and input is None and output is None:
         try:
             loaded = Manifest.load(manifest)
-            loaded.item(index)
+            item, segment = parse_work_item(index)
+            if segment is not None and not 0 <= segment < len(loaded.item(item).cuts) + 1:
+                raise IndexError(f"item {item} has {len(loaded.item(item).cuts) + 1} segments, not {segment + 1}")
+            path = loaded.item(item).path
         except (OSError, ValueError, IndexError) as exc:
             typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
-        progress = StepProgress(loaded.item(index).path)
-        report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
-                                output_root or manifest.parent, settings, force=force, threads=threads,
+        name = path if segment is None else f"{path} [segment {segment + 1}/{len(loaded.item(item).cuts) + 1}]"
+        roots = (input_root or Path(loaded.input_root), output_root or manifest.parent)
+        progress = StepProgress(name)
+        report = anonymize_item(loaded, item, *roots, settings, segment=segment, force=force, threads=threads,
                                 attempt=attempt, progress=progress)
+        if segment is not None and report.status in ("done", "skipped"):  # the last segment done joins the video
+            joined = join_when_complete(loaded, item, *roots, settings, report.input.fingerprint, force=force)
+            if joined is not None:
+                typer.echo(describe(joined), err=True)
     else:
         typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -211,6 +239,8 @@ def main(
         progress.finish(report.frames_out or 0)
     write_outputs(argo_outputs, metric_values(report))
     line = f"{report.status}: {report.input.path}"
+    if report.segment is not None:
+        line += f" [segment {report.segment.index + 1}/{report.segment.count}]"
     if report.status == "failed":
         line += f": {report.error}"
     elif report.fps:

@@ -35,6 +35,9 @@ _MP4 = Container("mp4", frozenset(_MP4_AUDIO), frozenset({"mov_text"}), True)
 _MOV = Container("mov", frozenset(_MOV_AUDIO), frozenset({"mov_text"}), True)
 _TS = Container("mpegts", frozenset(_TS_AUDIO), frozenset({"dvb_subtitle", "dvb_teletext"}))
 _AVI = Container("avi", frozenset(_AVI_AUDIO), frozenset())
+#: One segment of a long video (steps.segments): its video alone, in ffmpeg's own container, which
+#: keeps any time base exactly; steps.join adds the audio when it joins the segments.
+SEGMENT = Container("nut", frozenset(), frozenset())
 
 BY_SUFFIX = {
     ".mp4": _MP4, ".m4v": _MP4, ".mov": _MOV, ".qt": _MOV, ".3gp": _MP4,

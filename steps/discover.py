@@ -1,24 +1,45 @@
-"""Step 1: list every video under the input root and write the manifest.
+"""Step 1: list every video under the input root, write the manifest, and say what work is left.
 
 A file is a video candidate when its extension says so (it is then listed even if its
 content turns out not to be a video, so that it fails visibly instead of vanishing) or
 when its first bytes are a video container's (the extension lies). Symbolic links are
 never followed out of the root; every file passed over is recorded with a reason.
+
+Each video's length is probed (steps.durations); a video longer than the segment length is
+cut into segments (steps.segments). The work left (plan_work) is the fan-out list, ordered
+longest first (by frames x pixels) so that the pods started last are the short ones and all finish close
+together, without what is already done (a report matching the input's fingerprint and the
+settings, for a whole video or for one segment).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import filetype
 import typer
 
-from steps.fsutil import PARTIAL_PREFIX, is_within
+from steps.durations import PROBE_THREADS, measure_all
+from steps.fsutil import PARTIAL_PREFIX, fingerprint, is_within
 from steps.manifest import RESERVED_NAMES, Ignored, Item, Manifest, manifest_path
-from steps.report import REPORT_SUFFIX, now
+from steps.report import REPORT_SUFFIX, SegmentFacts, VideoReport, now, report_path_for
+from steps.segments import (
+    DEFAULT_SEGMENT_SECONDS,
+    cut_times,
+    segment_folder,
+    segment_report,
+    spans,
+    work_item,
+)
+from steps.settings import Settings, with_settings_options
+
+#: Where discover keeps the probed lengths, at the output root (steps.durations).
+PROBE_CACHE_NAME = ".probe-cache.json"
 
 VIDEO_SUFFIXES = frozenset({
     ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg",
@@ -77,8 +98,13 @@ def _classify(path: Path, relative: str, root: Path) -> tuple[bool, Optional[str
     return False, "not a video"
 
 
-def discover(input_root: Path, exclude: Optional[Path] = None) -> Manifest:
-    """Walk *input_root* and return the manifest (not yet saved). *exclude* is a folder not to enter."""
+def discover(input_root: Path, exclude: Optional[Path] = None, segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+             cache_file: Optional[Path] = None) -> Manifest:
+    """Walk *input_root* and return the manifest (not yet saved). *exclude* is a folder not to enter.
+
+    Every video is probed for its length (cached in *cache_file*) and cut into segments of at
+    most *segment_seconds* (0: never).
+    """
     root = Path(os.path.realpath(input_root))
     if not root.is_dir():
         raise NotADirectoryError(f"the input folder {str(input_root)!r} does not exist or is not a folder")
@@ -111,48 +137,140 @@ def discover(input_root: Path, exclude: Optional[Path] = None) -> Manifest:
                 ignored.append(Ignored(path=relative, reason=reason))
     items.sort(key=lambda item: item.path)
     ignored.sort(key=lambda entry: entry.path)
-    return Manifest(input_root=str(root), created_at=now(), items=items, ignored=ignored)
+    lengths = measure_all([root / item.path for item in items], cache_file)
+    for item, length in zip(items, lengths):
+        if length is not None:
+            item.duration, item.start, item.frames = length.duration, length.start, length.frames
+            item.width, item.height = length.width, length.height
+            item.cuts = cut_times(length.duration, length.start, segment_seconds)
+    return Manifest(input_root=str(root), created_at=now(), segment_seconds=segment_seconds, items=items,
+                    ignored=ignored)
 
 
-def run_discover(input_root: Path, output_root: Path, manifest: Optional[Path] = None) -> Manifest:
+def run_discover(input_root: Path, output_root: Path, manifest: Optional[Path] = None,
+                 segment_seconds: float = DEFAULT_SEGMENT_SECONDS) -> Manifest:
     """The step: discover, save the manifest in the output root, return it."""
     if is_within(output_root, input_root) or is_within(input_root, output_root):
         raise ValueError(f"the input folder {str(input_root)!r} and the output folder {str(output_root)!r} "
                          "must not contain each other: outputs never go into the input tree")
-    result = discover(input_root)
     output_root.mkdir(parents=True, exist_ok=True)
+    result = discover(input_root, segment_seconds=segment_seconds, cache_file=output_root / PROBE_CACHE_NAME)
     result.save(manifest_path(output_root, manifest))
     return result
 
 
-def fan_out_list(manifest: Manifest) -> str:
-    """The list Argo fans the anonymize step out over: the items' indices, as compact JSON.
+@dataclass
+class Work:
+    """What is left to do: the fan-out list (work items, longest first) and the videos to join after it."""
 
-    Indices, not paths, so that the list stays far below Argo's 256 kB limit on a step's
-    printed result (10,000 videos: under 50 kB) whatever the file names look like.
+    items: list[str] = field(default_factory=list)
+    joins: list[int] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)  # videos already done, whose reports now say "skipped"
+
+
+def work_weight(item: Item, segments: int = 1) -> float:
+    """How long one work item of *item* takes, relatively: its frames times their pixels, what decoding,
+    hiding and encoding cost in proportion to (unknown: last, such files fail fast)."""
+    if not item.frames:
+        return -1.0
+    return item.frames * ((item.width or 1) * (item.height or 1)) / segments
+
+
+def plan_work(manifest: Manifest, output_root: Path, settings: Settings, force: bool = False) -> Work:
+    """The work left for *manifest*'s videos, given the reports already in *output_root*.
+
+    Whatever is done with the same input (fingerprint) and settings is left out, a whole
+    video or one segment of it, unless *force*. A video done earlier gets a "skipped" report,
+    as if its worker had found it done. Fingerprints are only computed where a report could match.
     """
-    return json.dumps(list(range(len(manifest.items))), separators=(",", ":"))
+    input_root, digest = Path(manifest.input_root), settings.digest()
+
+    def left(index: int) -> tuple[list[tuple[str, float]], bool, bool]:
+        """(work items with their weights, needs a join, already done) for item *index*."""
+        item = manifest.items[index]
+        cached: dict[str, Optional[str]] = {}
+
+        def matches(report: Optional[VideoReport], segment: Optional[SegmentFacts] = None) -> bool:
+            if force or report is None or report.status not in ("done", "skipped") \
+                    or report.settings_digest != digest:
+                return False
+            if "fingerprint" not in cached:
+                try:
+                    cached["fingerprint"] = fingerprint(input_root / item.path)
+                except OSError:
+                    cached["fingerprint"] = None
+            return cached["fingerprint"] is not None and report.matches(cached["fingerprint"], digest, segment)
+
+        report_path = report_path_for(output_root, item.path)
+        previous = VideoReport.load(report_path)
+        if matches(previous):
+            previous.skipped().save(report_path)
+            return [], False, True
+        if not item.cuts:
+            return [(work_item(index), work_weight(item))], False, False
+        folder, parts = segment_folder(output_root, item.path), spans(item.cuts)
+        todo = []
+        for span in parts:
+            facts = SegmentFacts(index=span.index, count=span.count, start=span.start, end=span.end)
+            if not matches(VideoReport.load(segment_report(folder, span.index)), facts):
+                todo.append((work_item(index, span.index), work_weight(item, len(parts))))
+        return todo, True, False
+
+    work = Work()
+    weighted: list[tuple[str, float]] = []
+    with ThreadPoolExecutor(PROBE_THREADS) as pool:
+        for index, (todo, join, done) in enumerate(pool.map(left, range(len(manifest.items)))):
+            weighted += todo
+            if join:
+                work.joins.append(index)
+            if done:
+                work.done.append(index)
+    work.items = [name for name, _ in sorted(weighted, key=lambda pair: -pair[1])]  # stable: ties keep path order
+    return work
 
 
+def compact_json(value: object) -> str:
+    """The lists Argo passes between steps, as small as JSON gets (its printed result is capped at 256 kB)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def fan_out_json(items: list[str]) -> str:
+    """The fan-out list as Argo's withParam reads it: a whole video as its index (a JSON number, the
+    shortest), a segment as "N:K". 10,000 whole videos print in 49 kB, far below Argo's 256 kB."""
+    return compact_json([item if ":" in item else int(item) for item in items])
+
+
+@with_settings_options
 def main(
+    settings: Settings,
     input_root: Path = typer.Argument(..., help="Folder holding the videos (read only)."),
     output_root: Path = typer.Argument(..., help="Folder for the anonymized videos, reports and manifest.",
                                        envvar="OUTPUT"),
     manifest: Optional[Path] = typer.Option(None, help="Where to write the manifest "
                                                       "[default: OUTPUT_ROOT/manifest.json]."),
-    print_indices: bool = typer.Option(False, "--print-indices",
-                                       help="Print the manifest's item indices as a JSON list on stdout "
-                                            "(the fan-out list Argo's withParam reads)."),
+    segment_seconds: int = typer.Option(DEFAULT_SEGMENT_SECONDS, min=0,
+                                        help="Cut videos longer than this into segments of at most this many "
+                                             "seconds, each its own work item (0: never)."),
+    force: bool = typer.Option(False, "--force", help="List all the work, even what is already done."),
+    print_work: bool = typer.Option(False, "--print-work",
+                                    help="Print the fan-out list on stdout: a JSON list of work items, N for "
+                                         "video N of the manifest or \"N:K\" for its segment K, longest first, "
+                                         "without those already done (what Argo's withParam reads)."),
 ) -> None:
-    """List every video under INPUT_ROOT and write the manifest."""
+    """List every video under INPUT_ROOT, write the manifest, and say what work is left."""
     try:
-        result = run_discover(input_root, output_root, manifest)
+        result = run_discover(input_root, output_root, manifest, segment_seconds=segment_seconds)
+        work = plan_work(result, output_root, settings, force=force)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{len(result.items)} videos, {len(result.ignored)} other files passed over", err=True)
-    if print_indices:
-        typer.echo(fan_out_list(result))
+    segments = sum(len(item.cuts) + 1 for item in result.items if item.cuts)
+    typer.echo(f"{len(result.items)} videos ({len(work.done)} already done), {len(result.ignored)} other files "
+               f"passed over; {len(work.items)} work items ({segments} segments of "
+               f"{sum(bool(item.cuts) for item in result.items)} long videos in all), {len(work.joins)} to join",
+               err=True)
+    if print_work:
+        typer.echo(fan_out_json(work.items))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from steps.errors import AnonymizeError, PermanentError
 from steps.ffio import Decoder, Encoder, EncoderSettings, Frame
 from steps.probe import MediaInfo
 from steps.redact import hide
+from steps.segments import Span
 from steps.settings import Settings
 
 #: Called after each frame with (frames done, frames expected or None).
@@ -78,19 +79,23 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
         threads: int = 0, progress: Optional[Progress] = None, name: str = "",
-        on_frame: Optional[FrameHook] = None) -> Stats:
+        on_frame: Optional[FrameHook] = None, span: Optional[Span] = None) -> Stats:
     """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
 
     *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
+    With a *span*, only that segment's frames (see steps.segments); a span without frames
+    writes nothing and returns zero frames.
     """
     width, height = info.video.display_size
     det_size = detector.input_size(width, height)
     stats = Stats()
     expected = info.video.nb_frames or (round(info.duration * info.fps) if info.duration and info.fps else None)
+    if span is not None:
+        expected = round(span.seconds * info.fps) if span.seconds and info.fps else None
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
-    decoder = Decoder(info, det_size)
+    decoder = Decoder(info, det_size, span=span)
     encoder: Optional[Encoder] = None
 
     def read() -> None:
@@ -164,6 +169,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             stage.join()
             if stage.error is not None:
                 raise stage.error
+        if encoder is None and span is not None:
+            return stats
         if encoder is None:
             raise PermanentError(f"{info.path.name!r} holds no decodable video frame")
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,9 +23,10 @@ import av
 import ffmpeg
 import numpy as np
 
-from steps.containers import Container, subtitle_streams
+from steps.containers import SEGMENT, Container, subtitle_streams
 from steps.errors import PermanentError, TransientError
 from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_url
+from steps.segments import Span
 
 
 def command(stream: ffmpeg.nodes.OutputStream, *global_args: str) -> list[str]:
@@ -100,41 +101,92 @@ def even(n: int) -> int:
 
 
 class Decoder:
-    """``ffmpeg`` decoding the input's main video stream to raw frames on a pipe."""
+    """``ffmpeg`` decoding the input's main video stream to raw frames on a pipe.
 
-    def __init__(self, info: MediaInfo, det_size: Optional[tuple[int, int]], hwaccel: Optional[str] = None):
-        self.info = info
+    With a *span* (one segment of a long video, see steps.segments), ffmpeg seeks to the
+    keyframe at or before the span's start and hands over every frame from there; frames()
+    keeps exactly those whose timestamp lies in the span and stops at the first one after it.
+    """
+
+    def __init__(self, info: MediaInfo, det_size: Optional[tuple[int, int]], hwaccel: Optional[str] = None,
+                 span: Optional[Span] = None):
+        self.info, self.det_size, self.hwaccel, self.span = info, det_size, hwaccel, span
         width, height = info.video.display_size
         self.width, self.height = even(width), even(height)
+        self.time_base: Optional[Fraction] = None
+        self.rate: Optional[Fraction] = None
+        self.stopped_early = False
+        self._launch(span.start if span is not None else None)
+
+    def _launch(self, seek: Optional[float]) -> None:
+        width, height = self.info.video.display_size
         input_args = {"copyts": None}
-        if hwaccel:
-            input_args["hwaccel"] = hwaccel
-        video = ffmpeg.input(ffmpeg_url(info.path), **input_args)[str(info.video.index)]
+        if self.hwaccel:
+            input_args["hwaccel"] = self.hwaccel
+        if seek is not None:
+            # The seek point is on the input's own timestamps (those -copyts keeps), and ffmpeg must
+            # not drop the frames between the keyframe and the seek point itself: frames() does that.
+            input_args.update(ss=f"{seek:.6f}", seek_timestamp=1, noaccurate_seek=None)
+        video = ffmpeg.input(ffmpeg_url(self.info.path), **input_args)[str(self.info.video.index)]
         if (width, height) != (self.width, self.height):  # x264 needs even sizes: pad one black line
             video = video.filter("pad", self.width, self.height)
         outputs = []
-        if det_size:
+        if self.det_size:
             split = video.split()
             outputs = [split[0].filter("format", "yuv420p"),
-                       split[1].filter("scale", det_size[0], det_size[1], flags="area").filter("format", "rgb24")]
+                       split[1].filter("scale", self.det_size[0], self.det_size[1], flags="area")
+                       .filter("format", "rgb24")]
         else:
             outputs = [video.filter("format", "yuv420p")]
-        self.det_size = det_size
         out = ffmpeg.output(*outputs, "pipe:1", format="nut", vcodec="rawvideo",
                             fps_mode="passthrough", enc_time_base=-1)
         self.args = command(out)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL)
         self.stderr = _StderrTail(self.proc.stderr)
-        self.time_base: Optional[Fraction] = None
-        self.rate: Optional[Fraction] = None
 
     def frames(self) -> Iterator[Frame]:
-        """Yield every decoded frame in presentation order, with the detector copy attached."""
+        """Yield every decoded frame (of the span, if any) in presentation order, with the detector copy."""
+        if self.span is None:
+            yield from self._decoded()
+            return
+        for attempt, seek in enumerate(_seek_points(self.span.start)):
+            if attempt:
+                self.kill()
+                self._launch(seek)
+            if (yield from self._span_frames(after_seek=seek is not None)):
+                return
+
+    def _span_frames(self, after_seek: bool) -> Generator[Frame, None, bool]:
+        """The span's frames from the running ffmpeg. False, having yielded nothing, when the seek may
+        have skipped some of them (it landed after the span's start, or past the end of the video)."""
+        decoded = self._decoded(after_seek)
+        kept, first = 0, True
+        for frame in decoded:
+            seconds = frame.pts * self.time_base
+            if first and after_seek and seconds > Fraction(self.span.start):
+                decoded.close()
+                return False
+            first = False
+            if self.span.before(seconds):
+                continue
+            if self.span.after(seconds):  # frames come in presentation order: the span is complete
+                decoded.close()
+                self.stopped_early = True
+                self.kill()
+                return True
+            frame.index, kept = kept, kept + 1
+            yield frame
+        return not (first and after_seek)
+
+    def _decoded(self, after_seek: bool = False) -> Iterator[Frame]:
+        """Every frame ffmpeg sends, paired with its detector copy."""
         try:
             container = av.open(_Reader(self.proc.stdout), mode="r", format="nut")
         except av.error.FFmpegError:
             self.proc.wait()
+            if after_seek and self.proc.returncode == 0:
+                return  # no frame after the seek point
             raise self.failure("the decoder produced no video") from None
         with container:
             streams = container.streams.video
@@ -167,6 +219,8 @@ class Decoder:
 
     def finish(self) -> None:
         """Wait for ffmpeg and raise a clear error if decoding failed."""
+        if self.stopped_early:
+            return  # stopped on purpose at the end of its span
         code = self.proc.wait()
         if code != 0:
             raise self.failure(f"the decoder exited with code {code}")
@@ -183,6 +237,17 @@ class Decoder:
         self.proc.wait()
 
 
+def _seek_points(start: Optional[float]) -> list[Optional[float]]:
+    """Where to seek for a span starting at *start*: there, then earlier, then not at all (the whole input).
+
+    Demuxers seek to a keyframe at or before the point asked for; the earlier tries are for
+    those that land after it (their first frame is then after the span's start).
+    """
+    if start is None:
+        return [None]
+    return [start] + [start - back for back in (10.0, 120.0) if start - back > 0] + [None]
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     codec: str = "libx264"
@@ -197,26 +262,35 @@ class Encoder:
     Audio (and subtitle) streams are copied packet for packet from the original file; the
     container metadata (creation time and other tags), stream metadata and chapters are
     copied too. ``-copyts`` with the input's time base keeps every timestamp as it was.
+
+    Two variants serve long videos cut in segments (steps.segments): into the SEGMENT
+    container, only the video is written (one segment); with a *template* stream and the
+    ``copy`` codec, already encoded packets given to write_packet() are muxed as they are,
+    with the original's audio (the segments joined, steps.join).
     """
 
     def __init__(self, info: MediaInfo, output: Path, container: Container, width: int, height: int,
-                 time_base: Fraction, rate: Optional[Fraction], settings: EncoderSettings, name: str = ""):
+                 time_base: Fraction, rate: Optional[Fraction], settings: EncoderSettings, name: str = "",
+                 template: Optional[av.video.stream.VideoStream] = None):
         self.info, self.output, self.name = info, output, name or output.name
         piped = ffmpeg.input("pipe:0", format="nut", copyts=None)
-        original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
-        # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
-        # without audio (ffmpeg-python leaves out inputs no stream comes from).
-        subtitles = subtitle_streams(container, info)
-        streams = [piped["v:0"], original["a?"], *(original[str(s["index"])] for s in subtitles)]
-        copied = [*info.audio, *subtitles]
-        video_args = {
-            "vcodec": settings.codec, "pix_fmt": "yuv420p",
+        whole = container is not SEGMENT
+        video_args = {"vcodec": settings.codec, "fps_mode": "passthrough", "max_muxing_queue_size": 9999,
+                      "format": container.muxer}
+        if settings.codec != "copy":
             # The input's own time base, so timestamps are stored as they were (the pipe's may differ).
-            "fps_mode": "passthrough", "enc_time_base": str(info.video.time_base),
-            "acodec": "copy", "scodec": "copy",
-            "map_metadata": 1, "map_chapters": 1, "max_muxing_queue_size": 9999,
-            "format": container.muxer,
-        }
+            video_args.update(pix_fmt="yuv420p", enc_time_base=str(info.video.time_base))
+        streams, copied = [piped["v:0"]], []
+        if whole:
+            original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
+            # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
+            # without audio (ffmpeg-python leaves out inputs no stream comes from).
+            subtitles = subtitle_streams(container, info)
+            streams += [original["a?"], *(original[str(s["index"])] for s in subtitles)]
+            copied = [*info.audio, *subtitles]
+            video_args.update(acodec="copy", scodec="copy", map_metadata=1, map_chapters=1)
+        else:  # a segment keeps the input's timestamps, even where B-frames make its first decoding time negative
+            video_args["avoid_negative_ts"] = "disabled"
         if settings.codec == "libx264":
             video_args.update(crf=settings.crf, preset=settings.preset)
         if settings.threads:
@@ -231,7 +305,8 @@ class Encoder:
             video_args["video_track_timescale"] = original_tb.denominator
         # Stream metadata (language, handler, creation time): video from the input's video stream,
         # the copied streams from themselves.
-        video_args["map_metadata:s:0"] = f"1:s:{info.video.index}"
+        if whole:
+            video_args["map_metadata:s:0"] = f"1:s:{info.video.index}"
         for i, s in enumerate(copied, start=1):
             video_args[f"map_metadata:s:{i}"] = f"1:s:{s['index']}"
         out = ffmpeg.output(*streams, "file:" + str(output.absolute()), **video_args)
@@ -239,9 +314,14 @@ class Encoder:
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.stderr = _StderrTail(self.proc.stderr)
-        self.muxer = av.open(_Writer(self.proc.stdin), mode="w", format="nut")
-        self.stream = self.muxer.add_stream("rawvideo", rate=rate or Fraction(25))
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        # The segments' packets keep their timestamps, even a negative decoding time before the first frame.
+        options = {"avoid_negative_ts": "disabled"} if template is not None else None
+        self.muxer = av.open(_Writer(self.proc.stdin), mode="w", format="nut", options=options)
+        if template is None:
+            self.stream = self.muxer.add_stream("rawvideo", rate=rate or Fraction(25))
+            self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        else:
+            self.stream = self.muxer.add_stream_from_template(template)
         self.stream.time_base = time_base
         self.frames = 0
 
@@ -254,6 +334,15 @@ class Encoder:
             self.muxer.mux(packet)
         except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
             raise self.failure("the encoder stopped accepting frames") from exc
+        self.frames += 1
+
+    def write_packet(self, packet: av.Packet) -> None:
+        """An encoded packet of the template's stream, muxed as it is (its timestamps included)."""
+        packet.stream = self.stream
+        try:
+            self.muxer.mux(packet)
+        except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
+            raise self.failure("the muxer stopped accepting packets") from exc
         self.frames += 1
 
     def finish(self) -> None:

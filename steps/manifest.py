@@ -22,6 +22,14 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, *SUMMARY_NAMES})
 class Item(BaseModel):
     path: str  # relative to the input root, with "/" separators
     size: int
+    # What probing found (steps.durations); None when the file could not be probed.
+    duration: Optional[float] = None  # seconds, of the video stream when known, else of the file
+    start: Optional[float] = None  # the first timestamp, in seconds
+    frames: Optional[int] = None  # declared by the container, else duration x frame rate
+    width: Optional[int] = None
+    height: Optional[int] = None
+    #: Where the video is cut into segments (steps.segments); empty: one piece.
+    cuts: list[float] = []
 
 
 class Ignored(BaseModel):
@@ -33,6 +41,8 @@ class Manifest(BaseModel):
     schema_version: int = 1
     input_root: str
     created_at: str
+    #: The segment length the cut times were made with (0: no video is cut).
+    segment_seconds: float = 0
     items: list[Item]
     ignored: list[Ignored] = []
 

@@ -28,10 +28,23 @@ class InputFacts(BaseModel):
     fingerprint: Optional[str] = None
 
 
+class SegmentFacts(BaseModel):
+    """Which part of the input a segment's report covers (see steps.segments)."""
+
+    index: int
+    count: int
+    start: Optional[float] = None
+    end: Optional[float] = None
+
+
 class VideoReport(BaseModel):
     schema_version: int = 1
     status: Status
     input: InputFacts
+    #: Set in the report of one segment of a long video (kept beside the segment until the join).
+    segment: Optional[SegmentFacts] = None
+    #: How many segments a joined video was made of.
+    segments: Optional[int] = None
     output: Optional[str] = None
     frames_in: Optional[int] = None
     frames_out: Optional[int] = None
@@ -67,15 +80,22 @@ class VideoReport(BaseModel):
         except (OSError, ValueError, ValidationError):
             return None
 
-    def matches(self, fingerprint: str, settings_digest: str) -> bool:
-        """True when this report already covers the same input with the same settings, and its output exists."""
+    def matches(self, fingerprint: str, settings_digest: str, segment: Optional[SegmentFacts] = None) -> bool:
+        """True when this report already covers the same input (the same *segment* of it) with the same
+        settings, and its output exists (a segment without frames has none)."""
         return (
             self.status in ("done", "skipped")
             and self.input.fingerprint == fingerprint
             and self.settings_digest == settings_digest
-            and self.output is not None
-            and os.path.isfile(self.output)
+            and self.segment == segment
+            and ((self.output is not None and os.path.isfile(self.output))
+                 or (segment is not None and self.frames_out == 0))
         )
+
+    def skipped(self) -> VideoReport:
+        """This done report, as the report of a run that found the work already done."""
+        return self.model_copy(update={"status": "skipped", "note": "already anonymized with the same input and "
+                                                                    "settings on " + str(self.finished_at)})
 
 
 def report_path_for(output_root: Path, relative: str) -> Path:

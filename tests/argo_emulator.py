@@ -231,8 +231,7 @@ class Emulator:
             if not eval_depends(task.get("depends", ""), results):
                 phases[name] = "Omitted"
             else:
-                variables = {**self.workflow_vars,
-                             **{f"tasks.{t}.outputs.result": r for t, r in outputs.items()}}
+                variables = {**self.workflow_vars, **{f"tasks.{key}": value for key, value in outputs.items()}}
                 if "withParam" in task:
                     items = json.loads(self._substitute(task["withParam"], variables))
                     assert isinstance(items, list), f"withParam of {name!r} is not a JSON list"
@@ -251,7 +250,7 @@ class Emulator:
                 else:
                     phases[name] = "Failed" if any(c.phase == "Failed" for c in children) else "Succeeded"
                 if "withParam" not in task and children:
-                    outputs[name] = children[0].attempts[-1].stdout.strip()
+                    outputs[f"{name}.outputs.result"] = children[0].attempts[-1].stdout.strip()
                 results[name] = {r: phases[name] == r for r in ("Succeeded", "Failed", "Errored", "Skipped",
                                                                  "Omitted", "Daemoned")}
                 results[name]["AnySucceeded"] = any(c.phase == "Succeeded" for c in children)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from steps.settings import Settings
+from tests import helpers as h
 from tests.argo_emulator import Emulator
 from tests.conftest import MEDIA, needs_media
 from tests.helpers import decoded_frames
@@ -47,14 +48,17 @@ def test_rendered_workflow_runs_on_real_clips(tmp_path):
     run = Emulator(doc, folders).run()
 
     discover = run.nodes_of("discover")[0]
-    assert json.loads(discover.attempts[-1].stdout) == [0, 1, 2]  # broken.mp4, rotated_noface.mov, street/...
+    # longest first (frames x pixels): rotated_noface.mov (66 x 568x320), street/carphone_qcif.mp4 (120 x 176x144),
+    # broken.mp4 (unreadable)
+    assert json.loads(discover.attempts[-1].stdout) == [1, 2, 0]
     by_index = {node.item: node for node in run.nodes_of("anonymize")}
     assert sorted(by_index) == ["0", "1", "2"]
     assert [a.exit_code for a in by_index["0"].attempts] == [3]  # permanent: not retried
     assert by_index["1"].phase == by_index["2"].phase == "Succeeded"
     summarize = run.nodes_of("summarize")[0]
     assert [a.exit_code for a in summarize.attempts] == [1]  # ran after a failed child, reported it, not retried
-    assert run.task_phases == {"discover": "Succeeded", "anonymize": "Failed", "summarize": "Failed"}
+    assert run.task_phases == {"discover": "Succeeded", "anonymize": "Failed", "join": "Succeeded",
+                               "summarize": "Failed"}
     assert run.phase == "Failed"  # so that `argo retry` re-runs the failed pod, then summarize
 
     out = folders["output"]
@@ -71,6 +75,7 @@ def test_rendered_workflow_runs_on_real_clips(tmp_path):
     check_metrics_and_message(run, summary, out)
 
     again = Emulator(doc, folders).run()  # a resubmission (or argo retry) redoes nothing that is done
+    assert json.loads(again.nodes_of("discover")[0].attempts[-1].stdout) == [0]  # only the failed one is left
     statuses = {row["path"]: row["status"] for row in json.loads((out / "summary.json").read_text())["rows"]}
     assert statuses == {"broken.mp4": "failed", "rotated_noface.mov": "skipped", "street/carphone_qcif.mp4": "skipped"}
     assert again.phase == "Failed"
@@ -133,6 +138,55 @@ def test_a_retried_pod_records_its_attempt(tmp_path):
     assert run.phase == "Succeeded"
 
 
+@needs_media
+def test_rendered_workflow_runs_long_videos_in_segments_and_resumes(tmp_path):
+    folders = volumes(tmp_path)
+    (folders["input"] / "street").mkdir()
+    clips = {"rotated_noface.mov": "rotated_noface.mov", "street/carphone_qcif.mp4": "carphone_qcif.mp4"}
+    for name, source in clips.items():
+        shutil.copyfile(MEDIA / source, folders["input"] / name)
+    doc = yaml.safe_load(render_documents(ClusterConfig(segment_seconds=2), Settings(mode="pixelate"),
+                                          "WorkflowTemplate"))
+    emulator = Emulator(doc, folders)
+    # A first attempt that stopped early: discover ran, one segment of the 4 s clip was anonymized.
+    first = emulator.run_template("discover")
+    # longest first: 2 x 33 frames of 568x320, then 3 x 40 frames of 176x144
+    assert json.loads(first.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:1", "1:2"]
+    assert emulator.run_template("anonymize", {"index": "1:1"}).phase == "Succeeded"
+
+    run = emulator.run()  # the resubmission does only what is missing
+
+    discover = run.nodes_of("discover")[0]
+    assert json.loads(discover.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:2"]
+    assert run.phase == "Succeeded", [n.attempts[-1].stderr for n in run.nodes if n.phase != "Succeeded"]
+    # the pod that finished each video's last segment joined it (the emulator runs them one after the
+    # other, in list order); the join step found nothing left
+    joined_by = [n.item for n in run.nodes_of("anonymize") if "segments, joined)" in n.attempts[-1].stderr]
+    assert joined_by == ["0:1", "1:2"]
+    assert "joined)" not in run.nodes_of("join")[0].attempts[-1].stderr
+    out = folders["output"]
+    for name in clips:
+        original, joined = folders["input"] / name, out / name
+        assert h.frame_times(joined) == pytest.approx(h.frame_times(original), abs=0.0015)
+        assert h.audio_packet_hashes(joined) == h.audio_packet_hashes(original)
+        report = json.loads((out / (name + ".report.json")).read_text())
+        assert report["status"] == "done" and report["segments"] == {"rotated_noface.mov": 2}.get(name, 3)
+        assert report["frames_out"] == decoded_frames(joined) == decoded_frames(original)
+        assert report["settings"]["mode"] == "pixelate"
+    assert not [p for p in out.rglob("*") if p.name.startswith((".segments-", ".partial-"))], "left behind"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["totals"]["done"], summary["totals"]["failed"]) == (2, 0)
+
+    again = Emulator(doc, folders).run()
+    assert json.loads(again.nodes_of("discover")[0].attempts[-1].stdout) == []
+    assert again.task_phases == {"discover": "Succeeded", "anonymize": "Skipped", "join": "Succeeded",
+                                 "summarize": "Succeeded"}
+    forced = yaml.safe_load(render_documents(ClusterConfig(segment_seconds=2, force=True), Settings(mode="pixelate"),
+                                             "WorkflowTemplate"))
+    listed = Emulator(forced, folders).run_template("discover")  # --force lists everything again
+    assert json.loads(listed.attempts[-1].stdout) == ["0:0", "0:1", "1:0", "1:1", "1:2"]
+
+
 def test_ten_thousand_videos_fit_argo_limits(tmp_path):
     folders = volumes(tmp_path)
     for folder in range(100):
@@ -147,7 +201,7 @@ def test_ten_thousand_videos_fit_argo_limits(tmp_path):
 
     assert node.phase == "Succeeded", node.attempts[-1].stderr
     printed = node.attempts[-1].stdout
-    assert json.loads(printed) == list(range(10_000))
+    assert json.loads(printed) == list(range(10_000))  # empty files: no length, path order
     assert len(printed.encode()) < ARGO_RESULT_LIMIT / 4, len(printed.encode())
     manifest = json.loads((folders["output"] / ".workflows" / "emulated-run" / "manifest.json").read_text())
     assert len(manifest["items"]) == 10_000

@@ -14,6 +14,7 @@ from steps.settings import Settings
 from tests.argo_emulator import eval_depends, eval_retry_expression
 from tests.conftest import run_cli
 from workflows.argo import (
+    JOIN_DEPENDS,
     RETRY_EXPRESSION,
     SUMMARIZE_DEPENDS,
     SUMMARIZE_RETRY_EXPRESSION,
@@ -77,16 +78,23 @@ def test_the_dag_fans_out_and_summarize_waits_for_every_outcome():
     tasks = {t["name"]: t for t in dag["tasks"]}
     assert tasks["anonymize"]["withParam"] == "{{tasks.discover.outputs.result}}"
     assert tasks["anonymize"]["arguments"]["parameters"] == [{"name": "index", "value": "{{item}}"}]
-    assert tasks["summarize"]["depends"] == SUMMARIZE_DEPENDS
+    assert "withParam" not in tasks["join"]  # one pod joins what the anonymize pods left
+    assert tasks["join"]["depends"] == JOIN_DEPENDS and tasks["summarize"]["depends"] == SUMMARIZE_DEPENDS
     anonymize = template(doc, "anonymize")["container"]
     assert anonymize["command"] == ["python", "-m", "steps.anonymize"]
     assert anonymize["args"][anonymize["args"].index("--index") + 1] == "{{inputs.parameters.index}}"
-    # summarize runs whatever the fan-out's outcome, but not when discover failed (nothing to summarize).
-    for phase in ("Succeeded", "Failed", "Errored", "Skipped"):
-        assert eval_depends(SUMMARIZE_DEPENDS, {"anonymize": {p: p == phase for p in
-                                                             ("Succeeded", "Failed", "Errored", "Skipped")}})
-    assert not eval_depends(SUMMARIZE_DEPENDS, {"anonymize": {p: False for p in
-                                                              ("Succeeded", "Failed", "Errored", "Skipped")}})
+    assert template(doc, "join")["container"]["command"] == ["python", "-m", "steps.join"]
+    args = template(doc, "discover")["container"]["args"]
+    assert "--print-work" in args and args[args.index("--segment-seconds") + 1] == "300"
+    # join runs whatever the fan-out's outcome (an empty list: Skipped), summarize whatever the join's,
+    # but neither when discover failed (the fan-out is Omitted then).
+    phases = ("Succeeded", "Failed", "Errored", "Skipped")
+    for phase in phases:
+        assert eval_depends(JOIN_DEPENDS, {"anonymize": {p: p == phase for p in phases}})
+        if phase != "Skipped":
+            assert eval_depends(SUMMARIZE_DEPENDS, {"join": {p: p == phase for p in phases}})
+    assert not eval_depends(JOIN_DEPENDS, {"anonymize": {p: False for p in phases}})
+    assert not eval_depends(SUMMARIZE_DEPENDS, {"join": {p: False for p in phases}})
 
 
 def test_retry_expression_is_the_should_retry_rule():
@@ -118,6 +126,8 @@ MISTAKES = {
     "task reference": (lambda d: template(d, "main")["dag"]["tasks"][1].__setitem__("withParam",
                                                                                     "{{tasks.summarize.outputs.result}}"),
                        "does not depend on 'summarize'"),
+    "output parameter": (lambda d: template(d, "main")["dag"]["tasks"][1].__setitem__(
+        "withParam", "{{tasks.discover.outputs.parameters.items}}"), "no output parameter 'items'"),
     "gpu count type": (lambda d: template(d, "anonymize")["container"]["resources"]["limits"].__setitem__(
         "nvidia.com/gpu", [1]), "nvidia.com/gpu"),
 }
@@ -155,7 +165,7 @@ def test_settings_and_cluster_options_reach_the_yaml(tmp_path):
                      "--namespace", "vision", "--image", "registry.example/anon:1", "--node-selector", "pool=gpu",
                      "--toleration", "nvidia.com/gpu=present:NoSchedule", "--label", "team=privacy",
                      "--output-host-path", "/mnt/out", "--pod-gc", "OnWorkflowSuccess", "--retry-limit", "1",
-                     env={"ANON_THRESHOLD": "0.4"})
+                     "--segment-seconds", "600", "--force", env={"ANON_THRESHOLD": "0.4"})
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load(out.read_text())
     assert lint_documents([doc]) == []
@@ -177,8 +187,14 @@ def test_settings_and_cluster_options_reach_the_yaml(tmp_path):
     assert spec["podMetadata"]["labels"]["team"] == "privacy"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["output"]["hostPath"]["path"] == "/mnt/out" and "persistentVolumeClaim" in volumes["input"]
-    # discover and summarize need no GPU and no settings
+    # discover and join need the settings (to tell done work, and for the video's report), summarize does not
+    for name in ("discover", "join"):
+        assert {k: env_of(doc, name)[k] for k in expected} == expected, name
     assert "ANON_MODE" not in env_of(doc, "summarize")
+    args = {name: template(doc, name)["container"]["args"] for name in ("discover", "anonymize")}
+    assert all("--force" in a for a in args.values())
+    assert "--force" not in template(doc, "summarize")["container"]["args"] + template(doc, "join")["container"]["args"]
+    assert args["discover"][args["discover"].index("--segment-seconds") + 1] == "600"
     assert "aliyun.com/gpu-mem" not in template(doc, "discover")["container"]["resources"]["limits"]
 
 

@@ -1,10 +1,13 @@
-"""The Argo Workflows workflow, built with Hera: the same three step CLIs the local run uses.
+"""The Argo Workflows workflow, built with Hera: the same step CLIs the local run uses.
 
-``discover`` writes the manifest on the output volume and prints the fan-out list (item
-indices, see steps.discover.fan_out_list); ``anonymize`` runs once per index, one pod per
-video, on a GPU; ``summarize`` runs after every anonymize pod has finished, whatever its
-outcome, and exits non-zero when any video failed, so the workflow ends Failed and
-``argo retry`` re-runs exactly the failed pods, then summarize again.
+``discover`` writes the manifest on the output volume and prints the fan-out list (work items,
+longest first, without what is already done: see steps.discover.plan_work); ``anonymize``
+runs once per work item, one pod per video or per segment of a long one, on a GPU (the pod
+finishing a video's last segment joins the segments, steps.join); ``join`` runs once after
+the whole fan-out, on a CPU, and joins what is left; ``summarize`` runs after it, whatever
+the outcomes, and exits non-zero when any video failed, so the workflow ends Failed and
+``argo retry`` re-runs exactly the failed pods (a failed segment, then the join), then
+summarize again.
 
 Everything a cluster operator sets lives in ``ClusterConfig``; everything that changes the
 output video lives in ``steps.settings.Settings`` and reaches the pods as environment
@@ -54,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from steps.errors import NO_RETRY_EXIT_CODES
 from steps.manifest import MANIFEST_NAME
+from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings
 from steps.summarize import METRIC_TOTALS, SUMMARY_HTML
 
@@ -79,8 +83,10 @@ RETRY_EXPRESSION = (f'lastRetry.status == "Error" || '
                     f'!(asInt(lastRetry.exitCode) in [{", ".join(str(c) for c in NO_RETRY_EXIT_CODES)}])')
 #: summarize exits 1 when a video failed: retrying cannot change that, so only Argo-side errors are.
 SUMMARIZE_RETRY_EXPRESSION = 'lastRetry.status == "Error"'
-#: summarize waits for every child of the anonymize fan-out, failed or not (an empty list may be Skipped).
-SUMMARIZE_DEPENDS = "anonymize.Succeeded || anonymize.Failed || anonymize.Errored || anonymize.Skipped"
+#: join waits for every child of the anonymize fan-out, failed or not (an empty list may be Skipped).
+JOIN_DEPENDS = "anonymize.Succeeded || anonymize.Failed || anonymize.Errored || anonymize.Skipped"
+#: summarize waits for the join, failed or not.
+SUMMARIZE_DEPENDS = "join.Succeeded || join.Failed || join.Errored"
 
 
 class GpuMode(str, Enum):
@@ -170,6 +176,12 @@ class ClusterConfig(BaseModel):
                                                       "repository as the summarize step's output artifacts (the "
                                                       "UI shows them); needs a configured artifact repository. "
                                                       "They are always written to the output volume.")
+    segment_seconds: int = Field(DEFAULT_SEGMENT_SECONDS, ge=0,
+                                 description="Cut videos longer than this into segments of at most this many "
+                                             "seconds, each anonymized by its own pod and joined without re-encoding "
+                                             "(0: never).")
+    force: bool = Field(False, description="Redo every video, even those whose report says they are done with the "
+                                           "same input and settings.")
 
     @field_validator("tolerations")
     @classmethod
@@ -338,10 +350,14 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
         volumes=_volumes(cluster),
     ) as workflow:
         common = {"image_pull_policy": cluster.image_pull_policy.value, "security_context": _container_security()}
+        force = ["--force"] if cluster.force else []
+        step_args = ["--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT, *force]
         discover = Container(
             name="discover", image=cluster.cpu_image, command=["python", "-m", "steps.discover"],
-            args=[INPUT_MOUNT, OUTPUT_MOUNT, "--manifest", MANIFEST_IN_POD, "--print-indices"],
-            env=[Env(name=k, value=v) for k, v in _BASE_ENV.items()],
+            args=[INPUT_MOUNT, OUTPUT_MOUNT, "--manifest", MANIFEST_IN_POD, "--segment-seconds",
+                  str(cluster.segment_seconds), "--print-work", *force],
+            # The settings tell work already done with them from the rest.
+            env=[Env(name=k, value=v) for k, v in {**_BASE_ENV, **settings.to_env()}.items()],
             volume_mounts=_mounts(with_input=True),
             resources=Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
             retry_strategy=_retry(cluster.retry_limit, cluster.retry_backoff, RETRY_EXPRESSION),
@@ -349,9 +365,9 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
         )
         anonymize = Container(
             name="anonymize", image=cluster.image, command=["python", "-m", "steps.anonymize"],
-            inputs=[Parameter(name="index", description="Which manifest item to anonymize.")],
-            args=["--manifest", MANIFEST_IN_POD, "--index", "{{inputs.parameters.index}}",
-                  "--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT, "--argo-outputs", OUTPUTS_IN_POD],
+            inputs=[Parameter(name="index", description="Which work item: a manifest index, or INDEX:SEGMENT.")],
+            args=["--manifest", MANIFEST_IN_POD, "--index", "{{inputs.parameters.index}}", *step_args,
+                  "--argo-outputs", OUTPUTS_IN_POD],
             env=[Env(name=k, value=v) for k, v in anonymize_env(cluster, settings).items()]
             + [Env(name="ANON_PREVIOUS_ATTEMPTS", value="{{retries}}")],  # the report records the attempt
             outputs=_output_parameters({"frames": "0", "video-seconds": "0", "result": "unknown"}),
@@ -364,6 +380,16 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
             tolerations=[parse_toleration(t) for t in cluster.tolerations] or None,
             priority_class_name=cluster.priority_class,
             active_deadline_seconds=cluster.video_deadline_seconds,
+            retry_strategy=_retry(cluster.retry_limit, cluster.retry_backoff, RETRY_EXPRESSION),
+            **common,
+        )
+        join = Container(  # what the anonymize pods left unjoined; never --force: they joined what they redid
+            name="join", image=cluster.cpu_image, command=["python", "-m", "steps.join"],
+            args=["--manifest", MANIFEST_IN_POD, "--input-root", INPUT_MOUNT, "--output-root", OUTPUT_MOUNT],
+            env=[Env(name=k, value=v) for k, v in {**_BASE_ENV, **settings.to_env(), "INPUT": INPUT_MOUNT,
+                                                   "OUTPUT": OUTPUT_MOUNT}.items()],
+            volume_mounts=_mounts(with_input=True),
+            resources=Resources(cpu_request="500m", cpu_limit="2", memory_request="512Mi", memory_limit="2Gi"),
             retry_strategy=_retry(cluster.retry_limit, cluster.retry_backoff, RETRY_EXPRESSION),
             **common,
         )
@@ -382,6 +408,7 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
             Task(name="discover", template=discover)
             Task(name="anonymize", template=anonymize, depends="discover",
                  with_param="{{tasks.discover.outputs.result}}", arguments={"index": "{{item}}"})
+            Task(name="join", template=join, depends=JOIN_DEPENDS)
             Task(name="summarize", template=summarize, depends=SUMMARIZE_DEPENDS)
     return workflow
 

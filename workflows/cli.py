@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from steps.anonymize import anonymize_file
 from steps.errors import EXIT_USAGE, one_sentence
 from steps.fsutil import atomic_write_text
+from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings, with_settings_options
 from workflows.argo import ClusterConfig, GpuMode, build, render_documents, with_cluster_options
 from workflows.local import LocalRunner, default_workers
@@ -32,10 +34,14 @@ def run(
     workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time."),
     force: bool = typer.Option(False, "--force", help="Redo videos already done with the same input and settings."),
     retries: int = typer.Option(1, help="Extra attempts for a video that failed in a way worth retrying."),
+    segment_seconds: int = typer.Option(DEFAULT_SEGMENT_SECONDS, min=0,
+                                        help="Cut videos longer than this into segments of at most this many "
+                                             "seconds, anonymized by separate workers and joined without "
+                                             "re-encoding (0: never)."),
 ) -> None:
     """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize)."""
     runner = LocalRunner(input_dir, output_dir, settings, workers=workers, force=force, retries=retries,
-                         console=console)
+                         console=console, segment_seconds=segment_seconds)
     try:
         summary = runner.run()
     except (ValueError, NotADirectoryError) as exc:
@@ -152,6 +158,45 @@ def submit(
                   highlight=False, soft_wrap=True)
     console.print(f"watch: argo watch -n {cluster.namespace} {name}   retry failed videos: "
                   f"argo retry -n {cluster.namespace} {name}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plan(
+    source: Path = typer.Argument(..., metavar="INPUT", help="A folder of videos (probed, never changed), or a "
+                                                            "manifest.json written by discover."),
+    gpus: int = typer.Option(..., min=1, help="GPUs, each running one anonymize pod at a time (--parallelism)."),
+    fps: Optional[float] = typer.Option(None, min=0.001, help="Frames per second one GPU's pod anonymizes, "
+                                                              "whatever the picture size."),
+    from_bench: Optional[Path] = typer.Option(None, help="A benchmark's JSON instead of --fps: {\"fps\": 120}, "
+                                                         "{\"fps\": {\"1920x1080\": 60, \"1280x720\": 140}}, or the "
+                                                         "output of `python -m workflows bench --json`."),
+    segment_seconds: int = typer.Option(DEFAULT_SEGMENT_SECONDS, min=0, help="The segment length to plan with "
+                                                                             "(as given to run, render, submit)."),
+    pod_seconds: float = typer.Option(10.0, min=0, help="Seconds each pod costs besides its frames: scheduling, "
+                                                        "start, model load (an assumption: measure yours)."),
+    join_mb_per_second: float = typer.Option(100.0, min=0.001, help="How fast a join copies a video (MB/s of the "
+                                                                     "input's size), on the output volume."),
+    video_deadline_seconds: int = typer.Option(6 * 3600, min=60, help="The pod deadline the workflow is rendered "
+                                                                        "with (a longer pod is stopped and fails)."),
+) -> None:
+    """Predict the job's time on GPUS GPUs: one pod per file against segments, and Argo's limits."""
+    from workflows.plan import BenchError, Speed, load_items, plan_job, render
+
+    if (fps is None) == (from_bench is None):
+        console.print("[red]error:[/] give either --fps or --from-bench")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        speed = Speed.constant(fps) if fps is not None else Speed.from_bench(from_bench)
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "video-anonymizer" / "probe.json"
+        items = load_items(source, segment_seconds, cache)
+    except (BenchError, OSError, ValueError) as exc:
+        console.print(f"[red]error:[/] {one_sentence(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not items:
+        console.print(f"[red]error:[/] no video in {source}")
+        raise typer.Exit(EXIT_USAGE)
+    typer.echo(render(plan_job(items, gpus, speed, segment_seconds, pod_seconds, join_mb_per_second,
+                               video_deadline_seconds)), nl=False)
 
 
 @app.command()

@@ -4,11 +4,12 @@ No cluster is needed. The schema is Argo's own (api/jsonschema/schema.json of ar
 v4.1.x) made strict (unknown keys rejected), kept outside the repository at
 ``../shared/argo/workflow-schema.strict.json`` (or ``$ARGO_WORKFLOW_SCHEMA``). The reference
 check covers what a schema cannot: the entrypoint, every task's template, every ``depends``
-target and result, ``{{tasks.X...}}``, ``{{inputs.parameters.X}}`` and ``{{outputs.parameters.X}}``
-references, task arguments against template inputs, volume mounts against volumes, the
-enum-like fields (retryPolicy, podGC strategy) the schema leaves as free strings, and the
-Prometheus metrics (names, one type each, the variables a metric may use, one help text per
-name as Prometheus requires, histogram buckets in order, realtime gauges on ``{{duration}}``).
+target and result, ``{{tasks.X...}}`` (an output parameter X declares), ``{{inputs.parameters.X}}`` and
+``{{outputs.parameters.X}}`` references, task arguments against template inputs, volume mounts
+against volumes, the enum-like fields (retryPolicy, podGC strategy) the schema leaves as free
+strings, and the Prometheus metrics (names, one type each, the variables a metric may use, one
+help text per name as Prometheus requires, histogram buckets in order, realtime gauges on
+``{{duration}}``).
 """
 
 from __future__ import annotations
@@ -160,6 +161,12 @@ def _dag_errors(template: dict[str, Any], templates: dict[str, dict[str, Any]]) 
                 referenced = variable.split(".")[1]
                 if referenced not in graph[task["name"]]:
                     yield f"{where} uses {{{{{variable}}}}} but does not depend on {referenced!r}"
+                parts = variable.split(".")
+                if parts[2:4] == ["outputs", "parameters"] and len(parts) == 5:
+                    source = templates.get(next((t.get("template") for t in tasks if t["name"] == referenced), ""))
+                    outputs = {o["name"] for o in ((source or {}).get("outputs") or {}).get("parameters") or []}
+                    if parts[4] not in outputs:
+                        yield f"{where} uses {{{{{variable}}}}} but {referenced!r} has no output parameter {parts[4]!r}"
             elif variable.startswith("item") and not any(k in task for k in ("withItems", "withParam",
                                                                               "withSequence")):
                 yield f"{where} uses {{{{{variable}}}}} without withItems, withParam or withSequence"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -35,11 +36,12 @@ from rich.progress import (
 )
 
 import steps
-from steps.discover import run_discover
+from steps.discover import Work, plan_work, run_discover
 from steps.errors import should_retry
 from steps.manifest import Manifest, manifest_path
 from steps.progress import PROGRESS_FILE_ENV, read_progress_file
 from steps.report import VideoReport, report_path_for
+from steps.segments import DEFAULT_SEGMENT_SECONDS, parse_work_item, segment_folder, segment_report
 from steps.settings import Settings
 from steps.summarize import Summary, run_summarize
 
@@ -51,9 +53,9 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def anonymize_command(manifest: Path, index: int, input_root: Path, output_root: Path, force: bool) -> list[str]:
-    """The worker's command line: the same step CLI the Argo anonymize template runs."""
-    args = [sys.executable, "-m", "steps.anonymize", "--manifest", str(manifest), "--index", str(index),
+def anonymize_command(manifest: Path, item: str, input_root: Path, output_root: Path, force: bool) -> list[str]:
+    """The worker's command line for one work item: the same step CLI the Argo anonymize template runs."""
+    args = [sys.executable, "-m", "steps.anonymize", "--manifest", str(manifest), "--index", str(item),
             "--input-root", str(input_root), "--output-root", str(output_root)]
     return args + (["--force"] if force else [])
 
@@ -62,9 +64,15 @@ def anonymize_command(manifest: Path, index: int, input_root: Path, output_root:
 PREVIOUS_ATTEMPTS_ENV = "ANON_PREVIOUS_ATTEMPTS"
 
 
+def join_command(manifest: Path, input_root: Path, output_root: Path) -> list[str]:
+    """The step that joins what the workers left unjoined: the same step CLI the Argo join template runs."""
+    return [sys.executable, "-m", "steps.join", "--manifest", str(manifest), "--input-root", str(input_root),
+            "--output-root", str(output_root)]
+
+
 @dataclass
 class _Job:
-    index: int
+    item: str  # a work item: "3" (a whole video) or "3:2" (its segment 2)
     path: str
     size: int
     attempt: int = 1
@@ -82,12 +90,22 @@ class _Job:
         since, base = self.first_seen
         return (frames - base) / (now - since) if now > since else 0.0
 
+    @property
+    def index(self) -> int:
+        return parse_work_item(self.item)[0]
+
+    @property
+    def segment(self) -> Optional[int]:
+        return parse_work_item(self.item)[1]
+
 
 class LocalRunner:
     def __init__(self, input_root: Path, output_root: Path, settings: Settings, workers: int, force: bool = False,
-                 retries: int = 1, console: Optional[Console] = None):
+                 retries: int = 1, console: Optional[Console] = None,
+                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS):
         self.input_root, self.output_root = input_root.resolve(), output_root.resolve()
         self.settings, self.workers, self.force, self.retries = settings, max(1, workers), force, retries
+        self.segment_seconds = segment_seconds
         self.console = console or Console(stderr=True)
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
@@ -102,15 +120,37 @@ class LocalRunner:
 
     def run(self) -> Summary:
         manifest_file = manifest_path(self.output_root)
-        manifest = run_discover(self.input_root, self.output_root)
+        manifest = run_discover(self.input_root, self.output_root, segment_seconds=self.segment_seconds)
+        work = plan_work(manifest, self.output_root, self.settings, force=self.force)
+        segments = sum(":" in item for item in work.items)
         self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {self.input_root}"
-                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
+                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else "")
+                           + (f", {len(work.done)} already done" if work.done else "")
+                           + (f"; {segments} segments of {len(work.joins)} long videos" if work.joins else ""))
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
-            self._work(manifest, manifest_file, Path(progress_dir))
+            self._work(manifest, work, manifest_file, Path(progress_dir))
         return run_summarize(self.output_root)
 
-    def _work(self, manifest: Manifest, manifest_file: Path, progress_dir: Path) -> None:
-        pending = [_Job(i, item.path, max(1, item.size or 0)) for i, item in enumerate(manifest.items)]
+    def _report(self, job: _Job) -> Optional[VideoReport]:
+        """The job's report: the video's, or its segment's (the video's once the worker joined the segments)."""
+        video = VideoReport.load(report_path_for(self.output_root, job.path))
+        if job.segment is None:
+            return video
+        segment = VideoReport.load(segment_report(segment_folder(self.output_root, job.path), job.segment))
+        joined = video is not None and video.segments and video.status == "done" and (
+            segment is None or (video.started_at or "") >= (segment.started_at or ""))
+        return video if joined else segment
+
+    def _work(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
+        """Run the work items, longest first (the worker finishing a video's last segment joins it), then the
+        join step for what is left, as on Argo."""
+        pending = []
+        for item in work.items:
+            index, segment = parse_work_item(item)
+            entry = manifest.items[index]
+            share = len(entry.cuts) + 1 if segment is not None else 1  # a segment weighs its share of the bytes
+            pending.append(_Job(item, entry.path, max(1, (entry.size or 0) // share)))
+        videos_total = sum(job.segment is None for job in pending) + len(work.joins)
         running: list[_Job] = []
         frames_done = videos_done = 0
         weight_done = 0.0
@@ -122,15 +162,17 @@ class LocalRunner:
             while pending or running:
                 while pending and len(running) < self.workers:
                     job = pending.pop(0)
-                    job.progress_file = progress_dir / f"{job.index}.progress"
+                    name = job.item.replace(":", "-")
+                    job.progress_file = progress_dir / f"{name}.progress"
                     job.progress_file.unlink(missing_ok=True)
                     job.started = time.monotonic()
-                    with open(progress_dir / f"{job.index}.log", "wb") as log:  # a pipe could fill up and block
+                    with open(progress_dir / f"{name}.log", "wb") as log:  # a pipe could fill up and block
                         job.proc = subprocess.Popen(
-                            anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
+                            anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force),
                             env=self._env(job.progress_file, job.attempt), stdout=subprocess.DEVNULL, stderr=log,
                             cwd=PROJECT_ROOT)
-                    label = f"  {job.path}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
+                    label = f"  {escape(self._label(manifest, job))}" + (
+                        f" (try {job.attempt})" if job.attempt > 1 else "")
                     job.task = bars.add_task(label, total=None, info="")
                     running.append(job)
                 time.sleep(0.25)
@@ -148,25 +190,52 @@ class LocalRunner:
                     running.remove(job)
                     bars.refresh()  # its last state is drawn at least once, however short the video
                     bars.remove_task(job.task)
-                    stderr = (progress_dir / f"{job.index}.log").read_text(errors="replace")
+                    stderr = job.progress_file.with_suffix(".log").read_text(errors="replace")
                     code = job.proc.returncode
-                    report = VideoReport.load(report_path_for(self.output_root, job.path))
+                    report = self._report(job)
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {job.path} (exit code {code}, attempt {job.attempt})")
-                        pending.insert(0, _Job(job.index, job.path, job.size, job.attempt + 1))
+                        self.console.print(f"[yellow]retry[/] {escape(self._label(manifest, job))} "
+                                           f"(exit code {code}, attempt {job.attempt})")
+                        pending.insert(0, _Job(job.item, job.path, job.size, job.attempt + 1))
                         continue
-                    videos_done += 1
+                    videos_done += job.segment is None
                     weight_done += job.size
-                    if report is not None and report.status == "done":
-                        frames_done += report.frames_out or 0
-                    self._print_result(job.path, code, report, stderr)
+                    if report is not None and report.status in ("done", "skipped"):
+                        frames_done += (seen[0] if seen else 0) if report.segments else report.frames_out or 0
+                    self._print_result(self._label(manifest, job), code, report, stderr)
                 total_elapsed = max(time.monotonic() - run_started, 1e-6)
                 shown = frames_done + live_frames
                 bars.update(overall, completed=weight_done + live_weight,
-                            info=f"{videos_done}/{len(manifest.items)} videos, {shown} frames, "
+                            info=f"{videos_done}/{videos_total} videos, {shown} frames, "
                                  f"{shown / total_elapsed:.1f} fps")
+            if work.joins:
+                self._join_left(manifest, work, manifest_file, progress_dir)
+                videos_done += len(work.joins)
+                bars.update(overall, info=f"{videos_done}/{videos_total} videos")
+
+    def _join_left(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
+        """The join step (a worker finishing a video's last segment joined it already, unless that failed), then
+        each long video's outcome."""
+        for attempt in range(1, self.retries + 2):
+            done = subprocess.run(join_command(manifest_file, self.input_root, self.output_root),
+                                  env=self._env(progress_dir / "join.progress", attempt), capture_output=True,
+                                  text=True, cwd=PROJECT_ROOT)
+            if not should_retry(done.returncode) or attempt > self.retries:
+                break
+            self.console.print(f"[yellow]retry[/] joining (exit code {done.returncode}, attempt {attempt})")
+        for index in work.joins:
+            path = manifest.items[index].path
+            self._print_result(path, done.returncode, VideoReport.load(report_path_for(self.output_root, path)),
+                               done.stderr)
+
+    @staticmethod
+    def _label(manifest: Manifest, job: _Job) -> str:
+        if job.segment is not None:
+            return f"{job.path} [segment {job.segment + 1}/{len(manifest.items[job.index].cuts) + 1}]"
+        return job.path
 
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
+        path = escape(path)  # a file name is not rich markup
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
             self.console.print(f"[red]failed[/] {path}: the worker exited with code {code} without a report. {tail}")
@@ -174,6 +243,9 @@ class LocalRunner:
             self.console.print(f"[red]failed[/] {path}: {report.error}")
         elif report.status == "skipped":
             self.console.print(f"[dim]skipped[/] {path} (already done)")
+        elif report.segments:
+            self.console.print(f"[green]done[/] {path}: the video joined, {report.frames_out} frames from "
+                               f"{report.segments} segments")
         else:
             self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
                                f"{report.faces_detected} faces")
