@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from steps import engine
+from steps import accel, engine
 from steps.containers import SEGMENT, carries, container_for, output_name
 from steps.detectors import Detector, load
 from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
@@ -96,12 +96,14 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         tmp = partial_path(output)
         detector = _detector(settings, threads)
         report.detector = detector.describe()
+        video_path = accel.video_path()
+        report.accel = accel.describe()
         # Marks the video as in progress: if this process is killed, the summary will not
         # mistake an older report for this run's result.
         report.model_copy(update={"status": "running"}).save(report_path)
         sampler = FaceFrameSampler()
         stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name, on_frame=sampler, span=span)
+                           name=output.name, on_frame=sampler, span=span, video_path=video_path)
         declared = info.video.nb_frames
         if span is None and declared and stats.frames < declared:
             raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "

