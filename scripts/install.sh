@@ -32,7 +32,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "== installing Python packages into .venv (torch is large: a few minutes the first time)"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[yolo,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[yolo,gpu,dev]"
 # facenet-pytorch (the audit detector, MTCNN) pins torch<2.3 in its metadata but runs on the
 # torch installed above: install it without its pins.
 .venv/bin/python -m pip install -q --no-deps "facenet-pytorch==2.6.0"
