@@ -53,31 +53,19 @@ class _StderrTail(threading.Thread):
         return "\n".join(self.lines)
 
 
-class _Reader:
-    """A file-like wrapper PyAV accepts for a pipe (it must not see the fd number)."""
-
-    def __init__(self, pipe: IO[bytes]):
-        self.pipe = pipe
-
-    def read(self, n: int) -> bytes:
-        return self.pipe.read(n)
-
-
-class _Writer:
-    def __init__(self, pipe: IO[bytes]):
-        self.pipe = pipe
-
-    def write(self, data: bytes) -> int:
-        self.pipe.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+def _pipe_url(pipe: IO[bytes]) -> str:
+    """ffmpeg's URL for an open pipe: PyAV then reads and writes it in C, without the GIL or a Python
+    call per 32 KiB (a file-like wrapper cost about 3 ms of CPU per 1080p frame here)."""
+    return f"pipe:{pipe.fileno()}"
 
 
 @dataclass
 class Frame:
-    """One decoded frame: the full picture as YUV 4:2:0 planes, and the detector's small RGB copy."""
+    """One decoded frame: the full picture as YUV 4:2:0 planes, and the detector's small RGB copy.
+
+    The planes are a writable view into the decoder's packet, which goes back to the encoder
+    with the faces hidden: the picture is never copied in Python.
+    """
 
     index: int
     pts: int
@@ -85,6 +73,7 @@ class Frame:
     width: int
     height: int
     small: Optional[np.ndarray] = None
+    packet: Optional[av.Packet] = None  # the decoder's packet that *buffer* views
 
     def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Writable views of the Y, U and V planes into the buffer."""
@@ -182,7 +171,7 @@ class Decoder:
     def _decoded(self, after_seek: bool = False) -> Iterator[Frame]:
         """Every frame ffmpeg sends, paired with its detector copy."""
         try:
-            container = av.open(_Reader(self.proc.stdout), mode="r", format="nut")
+            container = av.open(_pipe_url(self.proc.stdout), mode="r", format="nut")
         except av.error.FFmpegError:
             self.proc.wait()
             if after_seek and self.proc.returncode == 0:
@@ -204,7 +193,7 @@ class Decoder:
                     data = np.frombuffer(packet, np.uint8)
                     if data.size != frame_bytes:
                         raise self.failure(f"the decoder sent a frame of {data.size} bytes, expected {frame_bytes}")
-                    pending_full.append(Frame(index, packet.pts, data.copy(), self.width, self.height))
+                    pending_full.append(Frame(index, packet.pts, data, self.width, self.height, packet=packet))
                     index += 1
                 else:
                     w, h = self.det_size
@@ -327,7 +316,7 @@ class Encoder:
         self.stderr = _StderrTail(self.proc.stderr)
         # The segments' packets keep their timestamps, even a negative decoding time before the first frame.
         options = {"avoid_negative_ts": "disabled"} if template is not None else None
-        self.muxer = av.open(_Writer(self.proc.stdin), mode="w", format="nut", options=options)
+        self.muxer = av.open(_pipe_url(self.proc.stdin), mode="w", format="nut", options=options)
         if template is None:
             self.stream = self.muxer.add_stream("rawvideo", rate=rate or Fraction(25))
             self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
@@ -337,7 +326,7 @@ class Encoder:
         self.frames = 0
 
     def write(self, frame: Frame) -> None:
-        packet = av.Packet(frame.buffer)
+        packet = frame.packet if frame.packet is not None else av.Packet(frame.buffer)
         packet.pts = packet.dts = frame.pts
         packet.time_base = self.stream.time_base
         packet.stream = self.stream
