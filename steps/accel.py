@@ -143,4 +143,7 @@ def describe() -> dict[str, Any]:
     Where the detector runs (ONNX Runtime provider, torch on CUDA) is in the detector's own description.
     """
     gpu = torch_cuda()
-    return {"gpu": gpu.name if gpu else None, "cpu_cores": os.cpu_count(), **video_path().describe()}
+    facts = {"gpu": gpu.name if gpu else None, "cpu_cores": os.cpu_count(), **video_path().describe()}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # a worker pinned to one GPU by workflows run --gpus
+        facts["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return facts

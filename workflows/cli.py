@@ -17,7 +17,7 @@ from steps.fsutil import atomic_write_text
 from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings, with_settings_options
 from workflows.argo import ClusterConfig, GpuMode, build, render_documents, with_cluster_options
-from workflows.local import LocalRunner, default_workers
+from workflows.local import LocalRunner, default_workers, gpu_slots, visible_gpus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Blur every face in every frame of a video collection, on one machine or on an Argo cluster.")
@@ -31,7 +31,11 @@ def run(
     input_dir: Path = typer.Argument(..., help="Folder of videos, searched recursively. Only read."),
     output_dir: Path = typer.Argument(..., help="Folder for the anonymized videos (same tree as the input), their "
                                                 "reports, manifest.json and summary.html/.md/.json."),
-    workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time."),
+    workers: int = typer.Option(default_workers(), help="Videos anonymized at the same time (without GPUs)."),
+    gpus: str = typer.Option("auto", help="GPUs to spread the workers over: a number, or auto (all this machine "
+                                          "shows; none on a machine without a GPU)."),
+    workers_per_gpu: int = typer.Option(2, min=1, help="Workers pinned to each GPU (with --gpus): several keep a GPU "
+                                                       "busy while one of them decodes or encodes."),
     force: bool = typer.Option(False, "--force", help="Redo videos already done with the same input and settings."),
     retries: int = typer.Option(1, help="Extra attempts for a video that failed in a way worth retrying."),
     segment_seconds: int = typer.Option(DEFAULT_SEGMENT_SECONDS, min=0,
@@ -39,9 +43,21 @@ def run(
                                              "seconds, anonymized by separate workers and joined without "
                                              "re-encoding (0: never)."),
 ) -> None:
-    """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize)."""
+    """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize).
+
+    On a machine with GPUs, --gpus x --workers-per-gpu workers run at once, each pinned to one GPU
+    (CUDA_VISIBLE_DEVICES); without, --workers CPU workers.
+    """
+    visible = visible_gpus()
+    try:
+        count = len(visible) if gpus == "auto" else int(gpus)
+        slots = gpu_slots(count, workers_per_gpu, visible) if count > 0 else None
+    except ValueError as exc:
+        message = str(exc) if "--gpus" in str(exc) else f"--gpus must be a number or auto, not {gpus!r}"
+        console.print(f"[red]error:[/] {message}")
+        raise typer.Exit(EXIT_USAGE) from None
     runner = LocalRunner(input_dir, output_dir, settings, workers=workers, force=force, retries=retries,
-                         console=console, segment_seconds=segment_seconds)
+                         console=console, segment_seconds=segment_seconds, gpu_slots=slots)
     try:
         summary = runner.run()
     except (ValueError, NotADirectoryError) as exc:

