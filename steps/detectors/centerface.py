@@ -60,9 +60,7 @@ class CenterFace(Detector):
             return []
         h, w = images[0].shape[:2]
         ph, pw = -(-h // self.stride) * self.stride, -(-w // self.stride) * self.stride
-        blob = np.zeros((len(images), 3, ph, pw), np.float32)
-        for i, image in enumerate(images):
-            blob[i, :, :h, :w] = image.transpose(2, 0, 1)
+        blob = self.runner.images_to_blob(images, ph, pw)
         heatmap, scale, offset = self.runner.run(list(_OUTPUTS)[:3], {_INPUT: blob})
         return [self._decode(heatmap[i, 0], scale[i], offset[i], w, h) for i in range(len(images))]
 

@@ -4,7 +4,8 @@ The choice is automatic (see :func:`load`): ONNX Runtime's GPU providers when it
 installed; otherwise, on a machine whose torch sees a CUDA GPU, the graph is converted to a
 torch module by ``onnx2torch`` and run there in half precision (the GPU images carry torch
 for YOLO anyway, and onnxruntime-gpu is a large extra); otherwise ONNX Runtime on the CPU.
-Every runner has ONNX Runtime's calling convention: ``run(output names, {input name: array})``.
+Every runner has ONNX Runtime's calling convention: ``run(output names, {input name: array})``,
+and makes the network's input from a batch of pictures where it runs best (``images_to_blob``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from steps import accel
 
 
 class Runner(Protocol):
-    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> Any:
+        """The N x 3 x height x width float input from uint8 HxWx3 pictures, zero-padded at the right and bottom."""
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, Any]) -> list[np.ndarray]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -32,6 +36,13 @@ class OnnxRuntimeRunner:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(model, options, providers=list(providers))
+
+    def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+        blob = np.zeros((len(images), 3, height, width), np.float32)
+        for i, image in enumerate(images):
+            h, w = image.shape[:2]
+            blob[i, :, :h, :w] = image.transpose(2, 0, 1)
+        return blob
 
     def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(list(outputs), feeds)
@@ -57,11 +68,23 @@ class TorchRunner:
         self.module = convert(graph).eval().to(self.device)
         if half:
             self.module = self.module.half()
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the picture size is the same for a whole video
 
-    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> Any:
+        """The pictures go to the device as uint8 (a quarter of the float bytes) and are converted there."""
         torch = self.torch
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device, non_blocking=True)
+            batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+            blob = batch.permute(0, 3, 1, 2).to(torch.float16 if self.half else torch.float32)
+            h, w = blob.shape[2:]
+            return torch.nn.functional.pad(blob, (0, width - w, 0, height - h))
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, Any]) -> list[np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            args = [feeds[name] if isinstance(feeds[name], torch.Tensor) else
+                    torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device, non_blocking=True)
                     for name in self.inputs]
             if self.half:
                 args = [a.half() if a.is_floating_point() else a for a in args]

@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# The GPU check: run ONCE on a machine with an NVIDIA GPU, no network and no ffmpeg, from the
+# repository root, with the folder built by benchmarks/prepare_gpu_bundle.sh beside it (.gpu/).
+# It verifies that the GPU path runs (CUDA seen, CenterFace on the GPU finding the same faces as
+# on the CPU, the probes of CUDA decoding and NVENC), then benchmarks synthetic 720p and 1080p
+# clips with faces against a plain ffmpeg transcode on the same machine, runs two workers on one
+# GPU, and profiles one worker. Everything it finds goes to $OUT (at most 8 files):
+#   gpu_check.log  facts.txt  detector.json  bench.json  bench_batch16.json  workers.json
+#   profile.txt  summary.md
+# Each step has a time limit; a failed step is recorded and the others still run; the exit
+# code is the number of failed steps.
+#
+#   benchmarks/gpu_check.sh              on the GPU machine (about 4 minutes on an H100 with 16 cores)
+#   benchmarks/gpu_check.sh --cpu-only   a dry run on a machine without a GPU: same steps, short
+#                                        clips, GPU assertions skipped (tests the script and the bundle)
+# Settings through the environment: OUT, BUNDLE (default .gpu/bundle.tar.xz), PYTHON (python3),
+# CLIP_SECONDS (60 on the GPU, 3 with --cpu-only).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+CPU_ONLY=0
+[ "${1:-}" = "--cpu-only" ] && CPU_ONLY=1
+OUT=${OUT:-$REPO/gpu-check-out}
+BUNDLE=${BUNDLE:-$REPO/.gpu/bundle.tar.xz}
+PYTHON=${PYTHON:-python3}
+WORK=$(mktemp -d /tmp/anon-gpu-check.XXXXXX)
+if [ "$CPU_ONLY" = 1 ]; then CLIP_SECONDS=${CLIP_SECONDS:-3}; else CLIP_SECONDS=${CLIP_SECONDS:-60}; fi
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+FAILED=()
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, record a failure
+    local name=$1 limit=$2
+    shift 2
+    echo
+    echo "== $name ($(date +%T), limit ${limit}s)"
+    local started=$SECONDS
+    timeout --kill-after=10 "$limit" "$@"
+    local code=$?
+    echo "-- $name: exit $code after $((SECONDS - started))s"
+    [ "$code" = 0 ] || FAILED+=("$name (exit $code)")
+    return 0
+}
+
+echo "== unpacking $BUNDLE into $WORK"
+if [ -f "$BUNDLE" ]; then
+    tar -C "$WORK" -xJf "$BUNDLE" || { echo "the bundle could not be unpacked"; exit 100; }
+    export PATH="$WORK/bin:$PATH"
+    export PYTHONPATH="$WORK/site:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+else
+    echo "no bundle: using the packages and ffmpeg already installed"
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+[ "$CPU_ONLY" = 1 ] && export CUDA_VISIBLE_DEVICES=""
+
+facts() {
+    echo "date: $(date -Is)"; echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
+    free -g | head -2
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+    echo "ffmpeg: $(command -v ffmpeg)"; ffmpeg -hide_banner -version | head -1
+    echo "hwaccels: $(ffmpeg -hide_banner -hwaccels | tail -n +2 | tr '\n' ' ')"
+    echo "nvenc: $(ffmpeg -hide_banner -encoders 2>/dev/null | grep -c nvenc) encoders"
+    "$PYTHON" - <<'EOF'
+import json, platform, sys
+print("python", sys.version.split()[0], platform.platform())
+import numpy, cv2, onnx, onnxruntime
+print("numpy", numpy.__version__, "opencv", cv2.__version__, "onnx", onnx.__version__,
+      "onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
+import av, pydantic, steps
+print("av", av.__version__, "pydantic", pydantic.__version__, "steps from", steps.__file__)
+try:
+    import torch
+    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+except ImportError as exc:
+    print("torch missing:", exc)
+from steps import accel
+print("accel:", json.dumps({"nvidia_driver": accel.nvidia_driver(), "gpu_count": accel.gpu_count(),
+      "torch_cuda": str(accel.torch_cuda()), "onnx_gpu_providers": accel.onnx_gpu_providers(),
+      "cuda_decoding": accel.cuda_decoding(), "nvenc": accel.nvenc(), "describe": accel.describe()}))
+EOF
+}
+step facts 120 bash -c "$(declare -f facts); PYTHON=$PYTHON facts" > "$OUT/facts.txt"
+cat "$OUT/facts.txt"
+command -v ffmpeg | grep -q "^$WORK/bin/" || [ ! -f "$BUNDLE" ] || FAILED+=("the bundle's ffmpeg is not first on PATH")
+
+# CenterFace on the path chosen automatically (on the GPU: torch via onnx2torch, float16) against
+# ONNX Runtime on the CPU, on a synthetic frame with two known faces; then the model's own speed.
+detector_check() {
+    "$PYTHON" - "$CPU_ONLY" "$OUT/detector.json" <<'EOF'
+import json, sys, time
+import numpy as np
+from steps.detectors import runtime
+from steps.detectors.centerface import CenterFace, model_bytes
+from workflows.synthetic import astronaut, background, paste, sample_placements
+cpu_only, out = sys.argv[1] == "1", sys.argv[2]
+canvas = background(640, 360)
+truth = [paste(canvas, astronaut(), p) for p in sample_placements(0, 2, 640, 360)]
+rgb = canvas[:, :, ::-1].copy()
+auto, cpu = CenterFace(), CenterFace(providers=["CPUExecutionProvider"])
+found, expected = auto.detect([rgb])[0], cpu.detect([rgb])[0]
+result = {"auto": auto.describe(), "truth": truth, "found_auto": found[:, :4].round(1).tolist(),
+          "found_cpu": expected[:, :4].round(1).tolist()}
+ok = len(found) == len(expected) == len(truth)
+if ok:
+    a, b = found[np.argsort(found[:, 0])], expected[np.argsort(expected[:, 0])]
+    result["max_box_difference_px"] = float(np.abs(a[:, :4] - b[:, :4]).max())
+    ok = result["max_box_difference_px"] < 3
+speeds = {}
+for name, detector in (("auto", auto), ("onnxruntime_cpu", cpu)):
+    for batch in (1, 4, 16, 32):
+        if name == "onnxruntime_cpu" and batch > 4:
+            continue
+        images = [rgb] * batch
+        detector.detect(images)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 2.0:
+            detector.detect(images)
+            runs += 1
+        speeds[f"{name}_batch{batch}_fps"] = round(runs * batch / (time.perf_counter() - started), 1)
+result["detector_fps_640x360"] = speeds
+result["gpu_path"] = auto.describe().get("device") == "gpu"
+print(json.dumps(result, indent=2))
+json.dump(result, open(out, "w"), indent=2)
+if not ok:
+    sys.exit("the detector on the automatic path does not find the same faces as ONNX Runtime on the CPU")
+if not cpu_only and not result["gpu_path"]:
+    sys.exit("CenterFace did not run on the GPU")
+EOF
+}
+step "detector on the GPU path" 180 bash -c "$(declare -f detector_check); OUT=$OUT CPU_ONLY=$CPU_ONLY PYTHON=$PYTHON detector_check"
+
+# Clips: two seconds of the synthetic sample (two faces, audio) at each size, looped without
+# re-encoding to CLIP_SECONDS.
+make_clips() {
+    "$PYTHON" - "$WORK" "$CLIP_SECONDS" <<'EOF'
+import subprocess, sys
+from pathlib import Path
+from workflows.synthetic import make_sample_clip
+work, seconds = Path(sys.argv[1]), float(sys.argv[2])
+for name, (w, h) in {"synthetic_720p": (1280, 720), "synthetic_1080p": (1920, 1080)}.items():
+    short = work / f"{name}_short.mp4"
+    make_sample_clip(short, seconds=min(2.0, seconds), width=w, height=h, fps=30)
+    loops = max(0, round(seconds / 2.0) - 1)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(short), "-c", "copy",
+                    str(work / f"{name}.mp4")], check=True)
+    print(name, subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+                                "-show_entries", "stream=width,height,nb_read_packets", "-of", "csv=p=0",
+                                str(work / f"{name}.mp4")], capture_output=True, text=True).stdout.strip())
+EOF
+}
+step "synthetic clips" 240 bash -c "$(declare -f make_clips); WORK=$WORK CLIP_SECONDS=$CLIP_SECONDS PYTHON=$PYTHON make_clips"
+CLIPS=("$WORK/synthetic_720p.mp4" "$WORK/synthetic_1080p.mp4")
+
+step "bench 720p and 1080p, default settings" 360 bash -c \
+    "'$PYTHON' -m workflows bench ${CLIPS[*]} --json --work-dir '$WORK' > '$OUT/bench.json'"
+step "bench 1080p, --batch 16" 240 bash -c \
+    "'$PYTHON' -m workflows bench '${CLIPS[1]}' --batch 16 --json --work-dir '$WORK' > '$OUT/bench_batch16.json'"
+
+# Two workers sharing the GPU (what workflows run --gpus does), on two copies of the 1080p clip.
+workers_check() {
+    mkdir -p "$WORK/in"
+    cp "$WORK/synthetic_1080p.mp4" "$WORK/in/a.mp4"
+    cp "$WORK/synthetic_1080p.mp4" "$WORK/in/b.mp4"
+    local gpus=1
+    [ "$CPU_ONLY" = 1 ] && gpus=0
+    local started
+    started=$(date +%s.%N)
+    "$PYTHON" -m workflows run "$WORK/in" "$WORK/out" --gpus "$gpus" --workers-per-gpu 2 --workers 2 || return 1
+    "$PYTHON" - "$WORK/out" "$started" "$(date +%s.%N)" "$OUT/workers.json" <<'EOF'
+import json, sys
+from pathlib import Path
+out, started, ended, target = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+reports = [json.loads(p.read_text()) for p in sorted(out.glob("*.report.json"))]
+frames = sum(r["frames_out"] for r in reports)
+result = {"workers": len(reports), "frames": frames, "wall_seconds": round(ended - started, 2),
+          "total_fps": round(frames / (ended - started), 1),
+          "per_worker": [{k: r.get(k) for k in ("fps", "wall_seconds", "stage_seconds", "detector", "accel")}
+                         for r in reports]}
+print(json.dumps(result, indent=2))
+json.dump(result, open(target, "w"), indent=2)
+EOF
+}
+step "two workers on one GPU" 240 bash -c "$(declare -f workers_check); WORK=$WORK OUT=$OUT CPU_ONLY=$CPU_ONLY PYTHON=$PYTHON workers_check"
+
+# Where one worker's time goes (py-spy, every thread and the ffmpeg children's share of nothing).
+profile_check() {
+    command -v py-spy >/dev/null || { echo "py-spy is not in the bundle"; return 1; }
+    py-spy record -r 100 -f raw -o "$WORK/profile.raw" -- "$PYTHON" -m steps.anonymize \
+        --input "$WORK/synthetic_1080p.mp4" --output "$WORK/profiled.mp4" --force || return 1
+    "$PYTHON" - "$WORK/profile.raw" > "$OUT/profile.txt" <<'EOF'
+import collections, sys
+inclusive, own, total = collections.Counter(), collections.Counter(), 0
+for line in open(sys.argv[1]):
+    stack, count = line.rstrip().rsplit(" ", 1)
+    frames, count = stack.split(";"), int(count)
+    total += count
+    for frame in set(frames[1:]):
+        inclusive[frame] += count
+    own[frames[-1]] += count
+print(f"{total} samples at 100 Hz over all threads (idle threads not sampled)")
+print("\n-- most time inclusive"); [print(f"{n:6d} {f}") for f, n in inclusive.most_common(45)]
+print("\n-- most time in the function itself"); [print(f"{n:6d} {f}") for f, n in own.most_common(30)]
+EOF
+    head -40 "$OUT/profile.txt"
+}
+step "profile of one 1080p worker" 180 bash -c "$(declare -f profile_check); WORK=$WORK OUT=$OUT PYTHON=$PYTHON profile_check"
+
+summary() {
+    "$PYTHON" - "$OUT" "$CPU_ONLY" <<'EOF'
+import json, sys
+from pathlib import Path
+out, cpu_only = Path(sys.argv[1]), sys.argv[2] == "1"
+lines = ["# GPU check", ""]
+def load(name):
+    try:
+        return json.loads((out / name).read_text())
+    except (OSError, ValueError):
+        return None
+bench, batch16, workers, det = load("bench.json"), load("bench_batch16.json"), load("workers.json"), load("detector.json")
+if bench:
+    m = bench["machine"]
+    lines += [f"Machine: {m['cpu']} x {m['cores']}, GPU: {m.get('gpu')}, decoder: {m.get('decoder')}, "
+              f"encoder: {m.get('encoder')}", "",
+              "| clip | settings | frames | fps | floor fps | ratio | busy s dec/det/hide/enc | CPU s py/dec/enc "
+              "| peak MB | detector |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, data in (("default", bench), ("--batch 16", batch16)):
+        for c in (data or {}).get("clips", []):
+            st, cpu = c["stage_seconds"], c["anonymizer"]["cpu_seconds"]
+            d = c["path"]["detector"]
+            lines.append(f"| {c['clip']} | {label} | {c['frames']} | {c['fps']} | {c['floor_fps']} | {c['ratio']} | "
+                         + "/".join(str(st.get(k)) for k in ("decode", "detect", "hide", "encode")) + " | "
+                         + "/".join(str(cpu.get(k)) for k in ("python", "ffmpeg decoder", "ffmpeg encoder"))
+                         + f" | {c['anonymizer']['peak_rss_mb']} | {d.get('runtime')} {d.get('device')} "
+                         f"{d.get('precision', '')} |")
+    hd = [c for c in bench["clips"] if c["height"] == 1080]
+    if hd:
+        c = hd[0]
+        lines += ["", "Targets at 1080p (default settings):",
+                  f"- ratio to the plain transcode {c['ratio']} (target >= 0.8): {'met' if c['ratio'] >= 0.8 else 'NOT met'}",
+                  f"- {c['fps']} fps (target >= 300 where the floor, {c['floor_fps']} fps, allows): "
+                  + ("met" if c["fps"] >= 300 else ("floor below 300" if c["floor_fps"] < 300 else "NOT met")),
+                  f"- peak memory {c['anonymizer']['peak_rss_mb']} MB per worker (target <= 1536): "
+                  + ("met" if c["anonymizer"]["peak_rss_mb"] <= 1536 else "NOT met")]
+if workers:
+    lines += ["", f"Two workers on one GPU: {workers['frames']} frames in {workers['wall_seconds']} s = "
+              f"{workers['total_fps']} fps in total"]
+if det:
+    lines += ["", f"Detector alone (640x360 copies): {det['detector_fps_640x360']}",
+              f"Detector path: {det['auto']}, max box difference to ONNX Runtime CPU: "
+              f"{det.get('max_box_difference_px')} px"]
+text = "\n".join(lines) + "\n"
+(out / "summary.md").write_text(text)
+print(text)
+EOF
+}
+step summary 60 bash -c "$(declare -f summary); OUT=$OUT CPU_ONLY=$CPU_ONLY PYTHON=$PYTHON summary"
+
+rm -rf "$WORK"
+echo
+if [ ${#FAILED[@]} = 0 ]; then
+    echo "== GPU check: every step passed"
+else
+    echo "== GPU check: ${#FAILED[@]} step(s) failed:"
+    printf '   %s\n' "${FAILED[@]}"
+fi
+exit ${#FAILED[@]}
