@@ -35,6 +35,9 @@ class OnnxRuntimeRunner:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle threads sleep instead of spinning: the ffmpeg decoder and encoder need those cores
+        # (measured here: a third less CPU per frame for the same detection speed).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, options, providers=list(providers))
 
     def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
