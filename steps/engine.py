@@ -37,6 +37,18 @@ _END = object()
 
 @dataclass
 class Stats:
+    """What one video's run did. ``seconds`` is each stage's busy time, measured in its own thread:
+
+    - decode: waiting for the ffmpeg decoder's next frame and demuxing it (not the time the reader
+      was held back because the stages after it were full);
+    - detect: the detector's calls (input preparation, model, boxes);
+    - hide: hiding the faces in the picture;
+    - encode: handing frames to the ffmpeg encoder (it blocks while the encoder is behind) and its final flush.
+
+    The stages overlap, so the seconds add up to more than the wall time; the stage whose busy
+    time is close to the wall time is the one that sets the pace.
+    """
+
     frames: int = 0
     frames_with_faces: int = 0
     faces: int = 0
