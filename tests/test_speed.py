@@ -122,3 +122,6 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert {"python", "ffmpeg decoder", "ffmpeg encoder"} <= set(clip["anonymizer"]["cpu_seconds"])
     assert clip["path"]["encoder"] in ("libx264", "h264_nvenc") and clip["path"]["detector"]["name"] == "centerface"
     assert clip["faces"] > 0
+    for name in ("anonymizer", "floor", "deface"):
+        run = clip["deface" if name == "deface" else name]
+        assert clip["cpu_ms_per_frame"][name] == pytest.approx(1000 * sum(run["cpu_seconds"].values()) / 15, abs=0.1)

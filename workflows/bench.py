@@ -52,6 +52,9 @@ class Run:
     returncode: int
     stderr_tail: str = ""
 
+    def cpu_ms(self, frames: int) -> float:
+        return round(1000 * sum(self.cpu_seconds.values()) / max(1, frames), 1)
+
 
 def _role(proc: psutil.Process) -> str:
     try:
@@ -137,6 +140,8 @@ class ClipResult:
     floor: Run
     path: dict[str, Any]
     faces: int
+    #: CPU milliseconds per frame of each process tree: what the work costs, whatever else the machine runs.
+    cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
     deface_fps: Optional[float] = None
     speedup_vs_deface: Optional[float] = None
     deface: Optional[Run] = None
@@ -203,11 +208,13 @@ def bench_clip(clip: Path, work: Path, settings: Settings, threads: int = 0, rep
         ratio=round(fps / floor_fps, 3), stage_seconds=report.get("stage_seconds", {}), anonymizer=ours, floor=floor,
         path={"detector": report.get("detector", {}), **report.get("accel", {})},
         faces=report.get("faces_detected") or 0)
+    result.cpu_ms_per_frame = {"anonymizer": ours.cpu_ms(frames), "floor": floor.cpu_ms(frames)}
     if deface:
         result.deface = _best([measure(deface_command(clip, work / f"deface-{name}")) for _ in range(repeat)])
         if result.deface.returncode != 0:
             raise RuntimeError(f"deface failed on {clip.name}: {result.deface.stderr_tail}")
         result.deface_fps = round(frames / result.deface.seconds, 2)
+        result.cpu_ms_per_frame["deface"] = result.deface.cpu_ms(frames)
         result.speedup_vs_deface = round(fps / result.deface_fps, 2)
     for leftover in work.glob("*"):
         leftover.unlink()

@@ -303,7 +303,7 @@ def bench(
     table = Table(title=f"{results.machine['cpu']} ({results.machine['cores']} cores)"
                         + (f", {results.machine['gpu']}" if results.machine.get("gpu") else ""))
     for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *(("deface fps", "x deface") if deface
-                   else ()), "busy s dec/det/hide/enc", "CPU s py/dec/enc", "peak MB"):
+                   else ()), "busy s dec/det/hide/enc", "CPU s py/dec/enc", "CPU ms/frame", "peak MB"):
         table.add_column(column, justify="left" if column == "clip" else "right")
     for r in results.clips:
         st, cpu = r.stage_seconds, r.anonymizer.cpu_seconds
@@ -312,7 +312,7 @@ def bench(
             row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
         row += ["/".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "hide", "encode")),
                 "/".join(f"{cpu.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")),
-                f"{r.anonymizer.peak_rss_mb:.0f}"]
+                f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}"]
         table.add_row(*row)
     Console(width=max(Console().width, 150)).print(table)
     for r in results.clips:
