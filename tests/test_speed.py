@@ -123,5 +123,5 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert clip["path"]["encoder"] in ("libx264", "h264_nvenc") and clip["path"]["detector"]["name"] == "centerface"
     assert clip["faces"] > 0
     for name in ("anonymizer", "floor", "deface"):
-        run = clip["deface" if name == "deface" else name]
+        run = clip[name]
         assert clip["cpu_ms_per_frame"][name] == pytest.approx(1000 * sum(run["cpu_seconds"].values()) / 15, abs=0.1)
