@@ -95,8 +95,8 @@ def measure(args: list[str], env: Optional[dict[str, str]] = None, cwd: Optional
                     with p.oneshot():
                         rss += p.memory_info().rss
                         times = p.cpu_times()
-                        role = cpu[p.pid][0] if p.pid in cpu else _role(p)
-                        cpu[p.pid] = (role, times.user + times.system)
+                        # The role is read again each time: a child just forked still shows Python's command line.
+                        cpu[p.pid] = (_role(p), times.user + times.system)
                 except psutil.Error:
                     continue
             peak = max(peak, rss)
