@@ -61,7 +61,9 @@ def _role(proc: psutil.Process) -> str:
         cmd = proc.cmdline()
     except psutil.Error:
         return "other"
-    name = Path(cmd[0]).name if cmd else proc.name()
+    if not cmd:  # an exiting process shows no command line any more
+        return "other"
+    name = Path(cmd[0]).name
     if "ffmpeg" in name:
         if "pipe:1" in cmd:
             return "ffmpeg decoder"
@@ -95,8 +97,12 @@ def measure(args: list[str], env: Optional[dict[str, str]] = None, cwd: Optional
                     with p.oneshot():
                         rss += p.memory_info().rss
                         times = p.cpu_times()
-                        # The role is read again each time: a child just forked still shows Python's command line.
-                        cpu[p.pid] = (_role(p), times.user + times.system)
+                        # The role is read again each time (a child just forked still shows Python's command
+                        # line) unless the process is exiting and no longer shows one.
+                        role = _role(p)
+                        if role == "other" and p.pid in cpu:
+                            role = cpu[p.pid][0]
+                        cpu[p.pid] = (role, times.user + times.system)
                 except psutil.Error:
                     continue
             peak = max(peak, rss)
