@@ -120,6 +120,22 @@ def nvenc() -> bool:
                   "-pix_fmt", "yuv420p", "-f", "null", "-")
 
 
+@lru_cache(maxsize=1)
+def gpu_name() -> Optional[str]:
+    """The GPU this worker's detector can use (torch's or ONNX Runtime's), or None."""
+    gpu = torch_cuda()
+    if gpu is not None:
+        return gpu.name
+    if not onnx_gpu_providers():
+        return None
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=_PROBE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return "NVIDIA GPU"
+    return (listed.stdout.strip().splitlines() or ["NVIDIA GPU"])[0]
+
+
 @dataclass(frozen=True)
 class VideoPath:
     """How ffmpeg decodes and encodes on this machine."""
@@ -142,8 +158,7 @@ def describe() -> dict[str, Any]:
 
     Where the detector runs (ONNX Runtime provider, torch on CUDA) is in the detector's own description.
     """
-    gpu = torch_cuda()
-    facts = {"gpu": gpu.name if gpu else None, "cpu_cores": os.cpu_count(), **video_path().describe()}
+    facts = {"gpu": gpu_name(), "cpu_cores": os.cpu_count(), **video_path().describe()}
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # a worker pinned to one GPU by workflows run --gpus
         facts["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return facts

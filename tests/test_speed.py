@@ -69,14 +69,15 @@ def test_run_with_gpus_pins_each_video_and_takes_the_cpu_path_without_a_gpu(tmp_
 
 def test_cpu_is_forced_by_the_environment(monkeypatch):
     monkeypatch.setenv(accel.DEVICE_ENV, "cpu")
-    for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc):
+    for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc, accel.gpu_name):
         probe.cache_clear()
     try:
         assert accel.video_path() == accel.VideoPath(None, "libx264")
         assert accel.torch_cuda() is None and accel.onnx_gpu_providers() == ()
+        assert accel.describe()["gpu"] is None  # what the summary's GPU-seconds read
         assert isinstance(runtime.load(model_bytes()), runtime.OnnxRuntimeRunner)
     finally:
-        for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc):
+        for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc, accel.gpu_name):
             probe.cache_clear()
 
 
