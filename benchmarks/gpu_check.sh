@@ -44,7 +44,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, record a failur
 
 echo "== unpacking $BUNDLE into $WORK"
 if [ -f "$BUNDLE" ]; then
-    tar -C "$WORK" -xJf "$BUNDLE" || { echo "the bundle could not be unpacked"; exit 100; }
+    if command -v xz >/dev/null; then
+        tar -C "$WORK" -xJf "$BUNDLE"
+    else  # no xz program: Python's lzma module reads it too
+        "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="tar")' \
+            "$BUNDLE" "$WORK"
+    fi || { echo "the bundle could not be unpacked"; exit 100; }
     export PATH="$WORK/bin:$PATH"
     export PYTHONPATH="$WORK/site:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 else
