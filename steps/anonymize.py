@@ -21,7 +21,15 @@ import typer
 from steps import engine
 from steps.containers import carries, container_for, output_name
 from steps.detectors import Detector, load
-from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
+from steps.errors import (
+    EXIT_OK,
+    EXIT_PERMANENT,
+    EXIT_USAGE,
+    AnonymizeError,
+    PermanentError,
+    TransientError,
+    one_sentence,
+)
 from steps.ffio import count_video_packets
 from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
 from steps.manifest import Manifest
@@ -128,8 +136,28 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
     if report.status == "done" and report.frames_out:
         report.fps = round(report.frames_out / elapsed, 2) if elapsed > 0 else None
-    report.save(report_path)
+    save_final_report(report, report_path)
     return report
+
+
+def save_final_report(report: VideoReport, path: Path) -> None:
+    """Write the report, or raise one classified sentence saying it could not be, and what became of the video.
+
+    A report that cannot be written (an output folder that is not writable, a full volume) leaves
+    only the exit code and stderr to tell what happened: the message carries both failures, and
+    the exit code is the video's own when it failed permanently (retrying would not help), else
+    the report's (a full volume is worth another try).
+    """
+    try:
+        report.save(path)
+    except AnonymizeError as exc:
+        message = f"{str(exc).rstrip('.')}, so there is no report"
+        if report.status != "failed":
+            message += f"; the video itself was {report.status}"
+        elif report.error and report.error != one_sentence(str(exc)):
+            message += f"; the video failed: {report.error}"
+        cls = PermanentError if report.exit_code == EXIT_PERMANENT else type(exc)
+        raise cls(one_sentence(message)) from exc
 
 
 def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
@@ -189,24 +217,29 @@ def main(
     """Anonymize one video: every face in every frame hidden, audio and timing kept."""
     _terminate_on_sigterm()
     attempt = previous_attempts + 1
-    if input is not None and output is not None and manifest is None and index is None:
-        progress = StepProgress(input.name)
-        report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
-                                force=force, threads=threads, attempt=attempt, progress=progress)
-    elif manifest is not None and index is not None and input is None and output is None:
-        try:
-            loaded = Manifest.load(manifest)
-            loaded.item(index)
-        except (OSError, ValueError, IndexError) as exc:
-            typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
-        progress = StepProgress(loaded.item(index).path)
-        report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
-                                output_root or manifest.parent, settings, force=force, threads=threads,
-                                attempt=attempt, progress=progress)
-    else:
-        typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    try:
+        if input is not None and output is not None and manifest is None and index is None:
+            progress = StepProgress(input.name)
+            report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
+                                    force=force, threads=threads, attempt=attempt, progress=progress)
+        elif manifest is not None and index is not None and input is None and output is None:
+            try:
+                loaded = Manifest.load(manifest)
+                loaded.item(index)
+            except (OSError, ValueError, IndexError) as exc:
+                typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            progress = StepProgress(loaded.item(index).path)
+            report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
+                                    output_root or manifest.parent, settings, force=force, threads=threads,
+                                    attempt=attempt, progress=progress)
+        else:
+            typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
+            raise typer.Exit(EXIT_USAGE)
+    except AnonymizeError as exc:  # no report could be written (see save_final_report): say it here
+        write_outputs(argo_outputs, {"frames": "0", "video-seconds": "0.000", "result": "failed"})
+        typer.echo(f"failed: {one_sentence(str(exc))}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     if report.status == "done":
         progress.finish(report.frames_out or 0)
     write_outputs(argo_outputs, metric_values(report))

@@ -16,7 +16,8 @@ from typing import Optional
 import filetype
 import typer
 
-from steps.fsutil import PARTIAL_PREFIX, is_within
+from steps.errors import EXIT_USAGE, AnonymizeError
+from steps.fsutil import PARTIAL_PREFIX, is_within, raise_for_os_error
 from steps.manifest import RESERVED_NAMES, Ignored, Item, Manifest, manifest_path
 from steps.report import REPORT_SUFFIX, now
 
@@ -120,8 +121,11 @@ def run_discover(input_root: Path, output_root: Path, manifest: Optional[Path] =
         raise ValueError(f"the input folder {str(input_root)!r} and the output folder {str(output_root)!r} "
                          "must not contain each other: outputs never go into the input tree")
     result = discover(input_root)
-    output_root.mkdir(parents=True, exist_ok=True)
-    result.save(manifest_path(output_root, manifest))
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_for_os_error(exc, f"creating the output folder {str(output_root)!r}")
+    result.save(manifest_path(output_root, manifest))  # classified errors (steps.errors) when it cannot be written
     return result
 
 
@@ -147,9 +151,12 @@ def main(
     """List every video under INPUT_ROOT and write the manifest."""
     try:
         result = run_discover(input_root, output_root, manifest)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # no input folder, or input and output inside each other
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
+    except AnonymizeError as exc:  # the output folder cannot be written: permanent, or transient when full
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     typer.echo(f"{len(result.items)} videos, {len(result.ignored)} other files passed over", err=True)
     if print_indices:
         typer.echo(fan_out_list(result))

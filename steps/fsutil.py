@@ -79,9 +79,9 @@ def raise_for_os_error(exc: OSError, what: str) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write *text* to *path* so that readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

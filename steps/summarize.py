@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 from pydantic import BaseModel
 
+from steps.errors import AnonymizeError
 from steps.fsutil import atomic_write_text
 from steps.manifest import Manifest, manifest_path
 from steps.outputs import write_outputs
@@ -195,7 +196,11 @@ def main(
                                                            "failed, frames...): the workflow's metrics and message."),
 ) -> None:
     """Gather the per-video reports into summary.json, summary.md and summary.html."""
-    summary = run_summarize(output_root, manifest)
+    try:
+        summary = run_summarize(output_root, manifest)
+    except AnonymizeError as exc:  # the summary cannot be written (a full or read-only volume)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(exc.exit_code) from None
     t = summary.totals
     line = outcome_line(summary)
     print(line, file=sys.stdout, flush=True)  # the step's printed result, shown by the Argo UI

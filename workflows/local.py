@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -103,7 +104,7 @@ class LocalRunner:
     def run(self) -> Summary:
         manifest_file = manifest_path(self.output_root)
         manifest = run_discover(self.input_root, self.output_root)
-        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {self.input_root}"
+        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {escape(str(self.input_root))}"
                            + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
             self._work(manifest, manifest_file, Path(progress_dir))
@@ -130,7 +131,7 @@ class LocalRunner:
                             anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
                             env=self._env(job.progress_file, job.attempt), stdout=subprocess.DEVNULL, stderr=log,
                             cwd=PROJECT_ROOT)
-                    label = f"  {job.path}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
+                    label = f"  {escape(job.path)}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
                     job.task = bars.add_task(label, total=None, info="")
                     running.append(job)
                 time.sleep(0.25)
@@ -152,7 +153,8 @@ class LocalRunner:
                     code = job.proc.returncode
                     report = VideoReport.load(report_path_for(self.output_root, job.path))
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {job.path} (exit code {code}, attempt {job.attempt})")
+                        self.console.print(f"[yellow]retry[/] {escape(job.path)} (exit code {code}, "
+                                           f"attempt {job.attempt})")
                         pending.insert(0, _Job(job.index, job.path, job.size, job.attempt + 1))
                         continue
                     videos_done += 1
@@ -169,11 +171,12 @@ class LocalRunner:
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
-            self.console.print(f"[red]failed[/] {path}: the worker exited with code {code} without a report. {tail}")
+            self.console.print(f"[red]failed[/] {escape(path)}: the worker exited with code {code} without a report. "
+                               f"{escape(tail)}")
         elif report.status == "failed":
-            self.console.print(f"[red]failed[/] {path}: {report.error}")
+            self.console.print(f"[red]failed[/] {escape(path)}: {escape(report.error or '')}")
         elif report.status == "skipped":
-            self.console.print(f"[dim]skipped[/] {path} (already done)")
+            self.console.print(f"[dim]skipped[/] {escape(path)} (already done)")
         else:
-            self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
+            self.console.print(f"[green]done[/] {escape(path)}: {report.frames_out} frames, {report.fps} fps, "
                                f"{report.faces_detected} faces")
