@@ -31,7 +31,15 @@ from steps.errors import (
     one_sentence,
 )
 from steps.ffio import count_video_packets
-from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
+from steps.fsutil import (
+    fingerprint,
+    is_within,
+    partial_path,
+    printable,
+    raise_for_os_error,
+    remove_quietly,
+    stale_partials,
+)
 from steps.manifest import Manifest
 from steps.outputs import write_outputs
 from steps.probe import check_readable, probe
@@ -219,7 +227,7 @@ def main(
     attempt = previous_attempts + 1
     try:
         if input is not None and output is not None and manifest is None and index is None:
-            progress = StepProgress(input.name)
+            progress = StepProgress(printable(input.name))
             report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
                                     force=force, threads=threads, attempt=attempt, progress=progress)
         elif manifest is not None and index is not None and input is None and output is None:
@@ -229,7 +237,7 @@ def main(
             except (OSError, ValueError, IndexError) as exc:
                 typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
                 raise typer.Exit(EXIT_USAGE) from None
-            progress = StepProgress(loaded.item(index).path)
+            progress = StepProgress(printable(loaded.item(index).path))
             report = anonymize_item(loaded, index, input_root or Path(loaded.input_root),
                                     output_root or manifest.parent, settings, force=force, threads=threads,
                                     attempt=attempt, progress=progress)
@@ -243,7 +251,7 @@ def main(
     if report.status == "done":
         progress.finish(report.frames_out or 0)
     write_outputs(argo_outputs, metric_values(report))
-    line = f"{report.status}: {report.input.path}"
+    line = f"{report.status}: {printable(report.input.path)}"
     if report.status == "failed":
         line += f": {report.error}"
     elif report.fps:

@@ -11,6 +11,7 @@ picture); the decoder also emits a small RGB copy of each frame for the detector
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -27,10 +28,28 @@ from steps.containers import Container, subtitle_streams
 from steps.errors import PermanentError, TransientError
 from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_url
 
+#: Marks a file URL carried hex-encoded through ffmpeg-python's graph (see graph_url).
+_STAND_IN = "hex-stand-in:"
+
+
+def graph_url(path: Path) -> str:
+    """*path*'s ffmpeg URL as a node of ffmpeg-python's graph; ``command`` restores it.
+
+    ffmpeg-python hashes every node's arguments as UTF-8, which a file name that is not valid
+    UTF-8 (a str with PEP 383 surrogates) cannot be: such a URL travels hex-encoded instead.
+    """
+    url = ffmpeg_url(path)
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return _STAND_IN + os.fsencode(url).hex()
+    return url
+
 
 def command(stream: ffmpeg.nodes.OutputStream, *global_args: str) -> list[str]:
     """ffmpeg-python's argument list with the global options first, where ffmpeg expects them."""
-    args = stream.compile()
+    args = [os.fsdecode(bytes.fromhex(a[len(_STAND_IN):])) if a.startswith(_STAND_IN) else a
+            for a in stream.compile()]
     return [args[0], "-hide_banner", "-nostdin", "-v", "error", *global_args, *args[1:]]
 
 
@@ -109,7 +128,7 @@ class Decoder:
         input_args = {"copyts": None}
         if hwaccel:
             input_args["hwaccel"] = hwaccel
-        video = ffmpeg.input(ffmpeg_url(info.path), **input_args)[str(info.video.index)]
+        video = ffmpeg.input(graph_url(info.path), **input_args)[str(info.video.index)]
         if (width, height) != (self.width, self.height):  # x264 needs even sizes: pad one black line
             video = video.filter("pad", self.width, self.height)
         outputs = []
@@ -203,7 +222,7 @@ class Encoder:
                  time_base: Fraction, rate: Optional[Fraction], settings: EncoderSettings, name: str = ""):
         self.info, self.output, self.name = info, output, name or output.name
         piped = ffmpeg.input("pipe:0", format="nut", copyts=None)
-        original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
+        original = ffmpeg.input(graph_url(info.path), copyts=None)
         # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
         # without audio (ffmpeg-python leaves out inputs no stream comes from).
         subtitles = subtitle_streams(container, info)
@@ -234,7 +253,7 @@ class Encoder:
         video_args["map_metadata:s:0"] = f"1:s:{info.video.index}"
         for i, s in enumerate(copied, start=1):
             video_args[f"map_metadata:s:{i}"] = f"1:s:{s['index']}"
-        out = ffmpeg.output(*streams, "file:" + str(output.absolute()), **video_args)
+        out = ffmpeg.output(*streams, graph_url(output), **video_args)
         self.args = command(out, "-y")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

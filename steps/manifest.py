@@ -6,12 +6,13 @@ whatever the paths look like (see workflows).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 from pydantic import BaseModel
 
-from steps.fsutil import atomic_write_text
+from steps.fsutil import atomic_write_text, to_json
 
 MANIFEST_NAME = "manifest.json"
 SUMMARY_NAMES = ("summary.json", "summary.md")
@@ -37,11 +38,11 @@ class Manifest(BaseModel):
     ignored: list[Ignored] = []
 
     def save(self, path: Path) -> None:
-        atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+        atomic_write_text(path, to_json(self.model_dump(mode="json"), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def item(self, index: int) -> Item:
         if not 0 <= index < len(self.items):

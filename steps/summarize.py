@@ -8,7 +8,6 @@ needs: worker-seconds (GPU-seconds on a GPU worker) per hour of video.
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ import typer
 from pydantic import BaseModel
 
 from steps.errors import AnonymizeError
-from steps.fsutil import atomic_write_text
+from steps.fsutil import atomic_write_text, to_json
 from steps.manifest import Manifest, manifest_path
 from steps.outputs import write_outputs
 from steps.report import VideoReport, now, report_path_for
@@ -165,7 +164,7 @@ def to_markdown(summary: Summary) -> str:
 
 
 def write_summary(summary: Summary, output_root: Path) -> None:
-    atomic_write_text(output_root / "summary.json", json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    atomic_write_text(output_root / "summary.json", to_json(summary.model_dump(mode="json")))
     atomic_write_text(output_root / "summary.md", to_markdown(summary))
     atomic_write_text(output_root / SUMMARY_HTML, to_html(summary))
 

@@ -38,6 +38,7 @@ from rich.progress import (
 import steps
 from steps.discover import run_discover
 from steps.errors import should_retry
+from steps.fsutil import printable
 from steps.manifest import Manifest, manifest_path
 from steps.progress import PROGRESS_FILE_ENV, read_progress_file
 from steps.report import VideoReport, report_path_for
@@ -45,6 +46,11 @@ from steps.settings import Settings
 from steps.summarize import Summary, run_summarize
 
 PROJECT_ROOT = Path(steps.__file__).resolve().parent.parent
+
+
+def _shown(name: str) -> str:
+    """A name or a message as the console shows it: no control character, no rich markup."""
+    return escape(printable(name))
 
 
 def default_workers() -> int:
@@ -104,7 +110,7 @@ class LocalRunner:
     def run(self) -> Summary:
         manifest_file = manifest_path(self.output_root)
         manifest = run_discover(self.input_root, self.output_root)
-        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {escape(str(self.input_root))}"
+        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {_shown(str(self.input_root))}"
                            + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
             self._work(manifest, manifest_file, Path(progress_dir))
@@ -131,7 +137,7 @@ class LocalRunner:
                             anonymize_command(manifest_file, job.index, self.input_root, self.output_root, self.force),
                             env=self._env(job.progress_file, job.attempt), stdout=subprocess.DEVNULL, stderr=log,
                             cwd=PROJECT_ROOT)
-                    label = f"  {escape(job.path)}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
+                    label = f"  {_shown(job.path)}" + (f" (try {job.attempt})" if job.attempt > 1 else "")
                     job.task = bars.add_task(label, total=None, info="")
                     running.append(job)
                 time.sleep(0.25)
@@ -153,7 +159,7 @@ class LocalRunner:
                     code = job.proc.returncode
                     report = VideoReport.load(report_path_for(self.output_root, job.path))
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {escape(job.path)} (exit code {code}, "
+                        self.console.print(f"[yellow]retry[/] {_shown(job.path)} (exit code {code}, "
                                            f"attempt {job.attempt})")
                         pending.insert(0, _Job(job.index, job.path, job.size, job.attempt + 1))
                         continue
@@ -171,12 +177,12 @@ class LocalRunner:
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
-            self.console.print(f"[red]failed[/] {escape(path)}: the worker exited with code {code} without a report. "
-                               f"{escape(tail)}")
+            self.console.print(f"[red]failed[/] {_shown(path)}: the worker exited with code {code} without a report. "
+                               f"{_shown(tail)}")
         elif report.status == "failed":
-            self.console.print(f"[red]failed[/] {escape(path)}: {escape(report.error or '')}")
+            self.console.print(f"[red]failed[/] {_shown(path)}: {_shown(report.error or '')}")
         elif report.status == "skipped":
-            self.console.print(f"[dim]skipped[/] {escape(path)} (already done)")
+            self.console.print(f"[dim]skipped[/] {_shown(path)} (already done)")
         else:
-            self.console.print(f"[green]done[/] {escape(path)}: {report.frames_out} frames, {report.fps} fps, "
+            self.console.print(f"[green]done[/] {_shown(path)}: {report.frames_out} frames, {report.fps} fps, "
                                f"{report.faces_detected} faces")
