@@ -31,6 +31,7 @@ from steps.errors import (
     one_sentence,
 )
 from steps.ffio import count_video_packets
+from steps.fidelity import changes
 from steps.fsutil import (
     fingerprint,
     is_within,
@@ -76,6 +77,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
             raise PermanentError("the output would be written into the input tree; choose another output folder")
+        if input_root is not None and not is_within(source, input_root):
+            raise PermanentError(f"the input {source.name!r} now leads out of the input folder (a symbolic link "
+                                 "replaced it after discovery); it is not read")
         report.input.size = check_readable(source)
         report.input.fingerprint = fingerprint(source)
         previous = None if force else VideoReport.load(report_path)
@@ -98,6 +102,7 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             if not carries(container, info):
                 raise PermanentError(f"{output.suffix} cannot carry this video's audio "
                                      f"({', '.join(info.summary()['audio_codecs'])}) unchanged; use .mkv")
+        report.changes = changes(info, container)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             for stale in stale_partials(output):
@@ -191,8 +196,14 @@ def anonymize_item(manifest: Manifest, index: int, input_root: Path, output_root
                    **options) -> VideoReport:
     """Anonymize item *index* of *manifest*: ``input_root/path`` -> ``output_root/path``."""
     item = manifest.item(index)
-    return anonymize_file(input_root / item.path, output_root / item.path, report_path_for(output_root, item.path),
-                          settings, input_root=input_root, choose_container=True, display_path=item.path, **options)
+    output, report_path = output_root / item.path, report_path_for(output_root, item.path)
+    if not (is_within(output, output_root) and is_within(report_path, output_root)):
+        # Only a symbolic link inside the output tree can do this (the manifest's paths are plain):
+        # nothing is written, not even a report, and main() says why.
+        raise PermanentError(f"the output of {item.path!r} would land outside the output folder (through a "
+                             "symbolic link in it); nothing was written")
+    return anonymize_file(input_root / item.path, output, report_path, settings, input_root=input_root,
+                          choose_container=True, display_path=item.path, **options)
 
 
 def _terminate_on_sigterm() -> None:

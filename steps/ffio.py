@@ -226,7 +226,13 @@ class Encoder:
         # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
         # without audio (ffmpeg-python leaves out inputs no stream comes from).
         subtitles = subtitle_streams(container, info)
-        streams = [piped["v:0"], original["a?"], *(original[str(s["index"])] for s in subtitles)]
+        video = piped["v:0"]
+        top_field_first = info.video.top_field_first
+        if top_field_first is not None and settings.codec == "libx264":
+            # Interlaced input: its fields were never separated (no deinterlacing), so the output is
+            # coded and flagged interlaced in the same field order, for players to deinterlace as before.
+            video = video.filter("setfield", "tff" if top_field_first else "bff")
+        streams = [video, original["a?"], *(original[str(s["index"])] for s in subtitles)]
         copied = [*info.audio, *subtitles]
         video_args = {
             "vcodec": settings.codec, "pix_fmt": "yuv420p",
@@ -238,6 +244,8 @@ class Encoder:
         }
         if settings.codec == "libx264":
             video_args.update(crf=settings.crf, preset=settings.preset)
+            if top_field_first is not None:
+                video_args["flags"] = "+ildct+ilme"
         if settings.threads:
             video_args["threads"] = settings.threads
         colour = {"color_range": "color_range", "color_space": "colorspace",

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from steps.fsutil import atomic_write_text, to_json
 
@@ -23,6 +23,14 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, *SUMMARY_NAMES})
 class Item(BaseModel):
     path: str  # relative to the input root, with "/" separators
     size: int
+
+    @field_validator("path")
+    @classmethod
+    def _plain_relative(cls, value: str) -> str:
+        """Only a path that stays inside the roots: a forged or hand-edited manifest cannot write elsewhere."""
+        if value.startswith("/") or "\0" in value or any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError(f"the item path {value!r} is not a plain relative path (no '..', no leading '/')")
+        return value
 
 
 class Ignored(BaseModel):

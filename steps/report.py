@@ -38,6 +38,9 @@ class VideoReport(BaseModel):
     frames_with_faces: Optional[int] = None
     faces_detected: Optional[int] = None
     video: dict[str, Any] = {}
+    #: How the output differs from the input beyond the hidden faces: streams dropped, picture converted
+    #: (steps.fidelity). Empty: every frame, audio and subtitle stream and the picture format are kept.
+    changes: list[str] = []
     detector: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     settings_digest: Optional[str] = None
