@@ -133,6 +133,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
+        if stats.batch_after_oom:
+            report.note = (f"the detector ran out of memory with {settings.batch} frames per batch; it went on with "
+                           f"{stats.batch_after_oom}")
     except AnonymizeError as exc:
         report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
     except OSError as exc:
