@@ -26,7 +26,7 @@ import numpy as np
 
 from steps.containers import Container, subtitle_streams
 from steps.errors import PermanentError, TransientError
-from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_url
+from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_messages, ffmpeg_url
 
 #: Marks a file URL carried hex-encoded through ffmpeg-python's graph (see graph_url).
 _STAND_IN = "hex-stand-in:"
@@ -202,6 +202,10 @@ class Decoder:
         self.proc.wait()
 
 
+#: ffmpeg's messages for an output it could not complete, which version 5.1 does not reflect in its exit code.
+_UNFINISHED = ("Error writing trailer", "Error closing file")
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     codec: str = "libx264"
@@ -292,6 +296,9 @@ class Encoder:
         code = self.proc.wait()
         if code != 0:
             raise self.failure(f"the encoder exited with code {code}")
+        if any(line.startswith(_UNFINISHED) for line in self.stderr.text.splitlines()):
+            # ffmpeg 5.1 exits 0 when it could not finish the file (a disk full while writing the trailer).
+            raise self.failure("the encoder could not finish the file")
 
     def failure(self, what: str) -> Exception:
         if self.proc.poll() is None:
@@ -316,6 +323,10 @@ class Encoder:
 
 def count_video_packets(path: Path) -> int:
     """Frames in the output's video stream, counted from its packets (no decoding)."""
-    data = ffmpeg.probe(ffmpeg_url(path), v="error", select_streams="v:0", count_packets=None,
-                        show_entries="stream=nb_read_packets")
-    return int(data["streams"][0]["nb_read_packets"])
+    try:
+        data = ffmpeg.probe(ffmpeg_url(path), v="error", select_streams="v:0", count_packets=None,
+                            show_entries="stream=nb_read_packets")
+        return int(data["streams"][0]["nb_read_packets"])
+    except (ffmpeg.Error, LookupError, ValueError) as exc:
+        reason = ffmpeg_messages((getattr(exc, "stderr", None) or b"").decode(errors="replace")) or str(exc)
+        raise TransientError(f"the encoded video cannot be read back ({reason})") from None
