@@ -24,7 +24,8 @@ from steps.report import VideoReport, now, report_path_for
 from steps.summary_html import audit_text, to_html
 
 SUMMARY_HTML = "summary.html"
-NO_REPORT = "no report: the anonymize step did not run for this video."
+NO_REPORT = ("no report: the anonymize step did not run for this video, or could not write its report "
+             "(its log says why).")
 UNFINISHED = "the anonymize step started but did not finish (its worker was stopped or killed)."
 
 
