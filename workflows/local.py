@@ -65,6 +65,9 @@ def anonymize_command(manifest: Path, index: int, input_root: Path, output_root:
     return args + (["--force"] if force else [])
 
 
+#: Credentials in the environment that a worker never receives.
+SECRET_ENV = frozenset({"ARGO_TOKEN"})
+
 #: The variable that tells steps.anonymize how many tries came before (Argo passes {{retries}} in it).
 PREVIOUS_ATTEMPTS_ENV = "ANON_PREVIOUS_ATTEMPTS"
 
@@ -99,7 +102,8 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
     def _env(self, progress_file: Path, attempt: int = 1) -> dict[str, str]:
-        env = dict(os.environ)
+        # The workers parse untrusted videos and need no credential: the Argo token stays here.
+        env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
         env.update(self.settings.to_env())
         env["ANON_THREADS"] = str(self.threads)
         env[PROGRESS_FILE_ENV] = str(progress_file)
