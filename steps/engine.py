@@ -180,6 +180,9 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         decoder.kill()
         if encoder is not None:
             encoder.kill()
+        for stage in stages:  # let the detector finish its batch: a process that exits while ONNX Runtime
+            if stage.ident is not None:  # runs aborts ("terminate called"), losing the exit code
+                stage.join(timeout=60)
         errors = [s.error for s in stages if s.error is not None and isinstance(s.error, AnonymizeError)]
         if errors and not isinstance(exc, AnonymizeError):
             raise errors[0] from exc

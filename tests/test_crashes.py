@@ -119,3 +119,22 @@ def test_a_full_disk_gives_a_clear_transient_error_and_no_partial_file(tmp_path,
     assert "no space left on the output volume" in report["error"]
     assert report["error"].count("\n") == 0 and "Traceback" not in result.stderr
     assert sorted(p.name for p in small_volume.iterdir()) == ["clip.mp4.report.json"]  # no output, no partial
+
+
+def test_sigterm_while_encoding_is_a_clean_transient_failure(tmp_path):
+    """A pod being stopped (SIGTERM, before the SIGKILL of its grace period): report, exit 75, nothing partial."""
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, seconds=2, width=320, height=180)
+    out_dir = tmp_path / "out"
+    output = out_dir / "clip.mp4"
+    proc = subprocess.Popen(anonymize_command(clip, output), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    while proc.poll() is None and not (out_dir.exists() and any(p.name.startswith(PARTIAL_PREFIX)
+                                                                and p.suffix == ".mp4" for p in out_dir.iterdir())):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 75, stderr  # not an abort: the detector thread is let finish before exiting
+    report = json.loads((out_dir / "clip.mp4.report.json").read_text())
+    assert report["status"] == "failed" and report["error_kind"] == "transient"
+    assert leftovers(out_dir, output) == set() and not output.exists()
