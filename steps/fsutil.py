@@ -75,8 +75,9 @@ def printable(name: str) -> str:
 
 
 def remove_quietly(path: Path | None) -> None:
+    """Remove a temporary file if it is there; a failure (it was never created: a name too long) is not an error."""
     if path is not None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             path.unlink()
 
 
@@ -86,6 +87,9 @@ def raise_for_os_error(exc: OSError, what: str) -> None:
         raise TransientError(f"{what} failed: no space left on the output volume") from exc
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         raise PermanentError(f"{what} failed: the output folder is not writable ({exc.strerror})") from exc
+    if exc.errno == errno.ENAMETOOLONG:  # the report's and the temporary file's names add to the video's
+        raise PermanentError(f"{what} failed: the name is too long for the output file system once "
+                             f"'{PARTIAL_PREFIX}' and '.report.json' are added; shorten it") from exc
     raise TransientError(f"{what} failed: {exc.strerror or exc}") from exc
 
 

@@ -19,10 +19,14 @@ from typing import Optional
 
 import cv2
 
+from steps.summarize import NO_REPORT
 from workflows.synthetic import astronaut
 
 #: A name that is not valid UTF-8 (Latin-1 "café"), as an old file server may hold.
 LATIN1_NAME = os.fsdecode(b"caf\xe9.mp4")
+
+#: 244 bytes: a valid name, too long once ".report.json" (255 bytes at most on Linux file systems) is added.
+LONG_NAME = "long-" + "n" * 235 + ".mp4"
 
 #: Names that would do harm if any part of the system pasted them into a shell, a template or a
 #: path: each is a copy of a small clip and must come out done, under the very same name.
@@ -140,6 +144,8 @@ def bad_inputs() -> list[Case]:
         Case("deep/cut_end.mp4", lambda p: make_truncated(p, 0.5, faststart=False), "failed", "moov atom not found"),
         Case("cut_middle.mp4", lambda p: make_truncated(p, 0.6, faststart=True), "failed", "truncated or damaged"),
         Case("locked.mp4", make_locked, "failed", "cannot be read (permission denied)"),
+        Case(LONG_NAME, clip, "failed", NO_REPORT,  # not even its report's name fits: the log says why
+             extra={"log": "the name is too long for the output file system"}),
     ]
 
 

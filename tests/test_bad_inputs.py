@@ -53,7 +53,9 @@ def corpus_run():
         outside = base / "secret.mp4"
         corpus.clip(outside)
         cases = [*corpus.bad_inputs(), *corpus.odd_formats(), *corpus.hostile_names(), *corpus.passed_over(outside),
-                 corpus.Case(UNWRITABLE, corpus.clip, "failed", NO_REPORT)]
+                 corpus.Case(UNWRITABLE, corpus.clip, "failed", NO_REPORT,
+                             extra={"log": "the output folder is not writable (Permission denied), so there is no "
+                                           "report"})]
         corpus.build(inp, cases)
         (out / "read_only_output").mkdir(parents=True)
         (out / "read_only_output").chmod(0o555)
@@ -72,9 +74,10 @@ def corpus_run():
         corpus.remove(base)
 
 
-def cases_of(outcome: str, group=None) -> list[str]:
+def cases_of(outcome: str, group=None, reported: bool = True) -> list[str]:
+    """The corpus's paths with *outcome*; for failures, those with a report (or, not *reported*, without)."""
     cases = group() if group else [*corpus.bad_inputs(), *corpus.odd_formats(), *corpus.hostile_names()]
-    return [c.path for c in cases if c.outcome == outcome]
+    return [c.path for c in cases if c.outcome == outcome and (c.says != NO_REPORT) == reported]
 
 
 def report_of(run, path: str) -> dict:
@@ -110,14 +113,17 @@ def test_a_bad_input_fails_with_one_clear_sentence_and_no_output(corpus_run, pat
     assert row["error"] in (corpus_run["out"] / "summary.md").read_text(encoding="utf-8")
 
 
-def test_an_output_folder_that_is_not_writable_fails_that_video_only(corpus_run):
-    row = corpus_run["rows"][UNWRITABLE]
-    assert row["status"] == "failed" and row["error"] == NO_REPORT  # its report could not be written either
-    assert os.listdir(corpus_run["out"] / "read_only_output") == []
-    # the worker said why, in one sentence (exit code 3: permanent), and the runner showed it
+@pytest.mark.parametrize("path", [UNWRITABLE, *cases_of("failed", reported=False)])
+def test_a_video_whose_report_cannot_be_written_fails_alone_and_says_why(corpus_run, path):
+    """An output folder that is not writable, a name too long to add '.report.json': only the log can tell."""
+    row, case = corpus_run["rows"][path], corpus_run["cases"][path]
+    assert row["status"] == "failed" and row["error"] == NO_REPORT
+    assert not (corpus_run["out"] / path).exists()
+    assert not [p for p in (corpus_run["out"] / path).parent.iterdir() if p.name.startswith(Path(path).name[:20])]
+    # the worker said why in one sentence and exited 3 (permanent: a person must act), the runner showed it
     said = " ".join(corpus_run["result"].stderr.split())
-    assert "read_only_output/clip.mp4: the worker exited with code 3 without a report" in said
-    assert "the output folder is not writable (Permission denied), so there is no report" in said
+    assert f"{path}: the worker exited with code 3 without a report" in said
+    assert case.extra["log"] in said
 
 
 _FACTS: dict[str, tuple[int, list]] = {}

@@ -115,7 +115,8 @@ class LocalRunner:
         manifest_file = manifest_path(self.output_root)
         manifest = run_discover(self.input_root, self.output_root)
         self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {_shown(str(self.input_root))}"
-                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""))
+                           + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else ""),
+                           soft_wrap=True)
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
             self._work(manifest, manifest_file, Path(progress_dir))
         return run_summarize(self.output_root)
@@ -164,7 +165,7 @@ class LocalRunner:
                     report = VideoReport.load(report_path_for(self.output_root, job.path))
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
                         self.console.print(f"[yellow]retry[/] {_shown(job.path)} (exit code {code}, "
-                                           f"attempt {job.attempt})")
+                                           f"attempt {job.attempt})", soft_wrap=True)
                         pending.insert(0, _Job(job.index, job.path, job.size, job.attempt + 1))
                         continue
                     videos_done += 1
@@ -182,11 +183,11 @@ class LocalRunner:
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
             self.console.print(f"[red]failed[/] {_shown(path)}: the worker exited with code {code} without a report. "
-                               f"{_shown(tail)}")
+                               f"{_shown(tail)}", soft_wrap=True)
         elif report.status == "failed":
-            self.console.print(f"[red]failed[/] {_shown(path)}: {_shown(report.error or '')}")
+            self.console.print(f"[red]failed[/] {_shown(path)}: {_shown(report.error or '')}", soft_wrap=True)
         elif report.status == "skipped":
-            self.console.print(f"[dim]skipped[/] {_shown(path)} (already done)")
+            self.console.print(f"[dim]skipped[/] {_shown(path)} (already done)", soft_wrap=True)
         else:
             self.console.print(f"[green]done[/] {_shown(path)}: {report.frames_out} frames, {report.fps} fps, "
-                               f"{report.faces_detected} faces")
+                               f"{report.faces_detected} faces", soft_wrap=True)
