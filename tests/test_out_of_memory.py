@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -30,14 +31,16 @@ class TightGpu(Detector):
 
     name = "tight-gpu"
 
-    def __init__(self, fits: int):
-        self.fits, self.calls = fits, []
+    def __init__(self, fits: int, first_call_seconds: float = 0.0):
+        self.fits, self.calls, self.first_call_seconds = fits, [], first_call_seconds
 
     def input_size(self, width, height):
         return 64, 36
 
     def detect(self, images):
         self.calls.append(len(images))
+        if len(self.calls) == 1:
+            time.sleep(self.first_call_seconds)  # lets the decoder fill the queue: the next batches are full
         if len(images) > self.fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total "
                                               "capacity; 6.10 GiB already allocated)")
@@ -124,7 +127,7 @@ def test_a_video_goes_on_with_half_the_batch_or_fails_as_transient(tmp_path, mon
     clip = tmp_path / "in.mp4"
     make_sample_clip(clip, seconds=0.4, width=160, height=90)
     for fits, status in ((2, "done"), (0, "failed")):
-        monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads, fits=fits: TightGpu(fits))
+        monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads, fits=fits: TightGpu(fits, 1.0))
         out = tmp_path / f"out{fits}.mp4"
         report = anonymize_step.anonymize_file(clip, out, tmp_path / f"{fits}.json", Settings(batch=4))
         assert report.status == status, report.error
