@@ -21,9 +21,26 @@ import typer
 from steps import accel, engine
 from steps.containers import SEGMENT, carries, container_for, output_name
 from steps.detectors import Detector, load
-from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
+from steps.errors import (
+    EXIT_OK,
+    EXIT_PERMANENT,
+    EXIT_USAGE,
+    AnonymizeError,
+    PermanentError,
+    TransientError,
+    one_sentence,
+)
 from steps.ffio import count_video_packets
-from steps.fsutil import fingerprint, is_within, partial_path, raise_for_os_error, remove_quietly, stale_partials
+from steps.fidelity import changes
+from steps.fsutil import (
+    fingerprint,
+    is_within,
+    partial_path,
+    printable,
+    raise_for_os_error,
+    remove_quietly,
+    stale_partials,
+)
 from steps.join import describe, join_when_complete
 from steps.manifest import Manifest
 from steps.outputs import write_outputs
@@ -65,6 +82,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
             raise PermanentError("the output would be written into the input tree; choose another output folder")
+        if input_root is not None and not is_within(source, input_root):
+            raise PermanentError(f"the input {source.name!r} now leads out of the input folder (a symbolic link "
+                                 "replaced it after discovery); it is not read")
         report.input.size = check_readable(source)
         report.input.fingerprint = fingerprint(source)
         previous = None if force else VideoReport.load(report_path)
@@ -87,6 +107,7 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             if not carries(container, info):
                 raise PermanentError(f"{output.suffix} cannot carry this video's audio "
                                      f"({', '.join(info.summary()['audio_codecs'])}) unchanged; use .mkv")
+        report.changes = changes(info, container)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             for stale in stale_partials(output):
@@ -124,6 +145,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
+        if stats.batch_after_oom:
+            report.note = (f"the detector ran out of memory with {settings.batch} frames per batch; it went on with "
+                           f"{stats.batch_after_oom}")
     except AnonymizeError as exc:
         report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
     except OSError as exc:
@@ -140,8 +164,28 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
     if report.status == "done" and report.frames_out:
         report.fps = round(report.frames_out / elapsed, 2) if elapsed > 0 else None
-    report.save(report_path)
+    save_final_report(report, report_path)
     return report
+
+
+def save_final_report(report: VideoReport, path: Path) -> None:
+    """Write the report, or raise one classified sentence saying it could not be, and what became of the video.
+
+    A report that cannot be written (an output folder that is not writable, a full volume) leaves
+    only the exit code and stderr to tell what happened: the message carries both failures, and
+    the exit code is the video's own when it failed permanently (retrying would not help), else
+    the report's (a full volume is worth another try).
+    """
+    try:
+        report.save(path)
+    except AnonymizeError as exc:
+        message = f"{str(exc).rstrip('.')}, so there is no report"
+        if report.status != "failed":
+            message += f"; the video itself was {report.status}"
+        elif report.error and report.error != one_sentence(str(exc)):
+            message += f"; the video failed: {report.error}"
+        cls = PermanentError if report.exit_code == EXIT_PERMANENT else type(exc)
+        raise cls(one_sentence(message)) from exc
 
 
 def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
@@ -169,15 +213,24 @@ def anonymize_item(manifest: Manifest, index: int, input_root: Path, output_root
     *segment* (of those its cut times make), into the video's segment folder."""
     item = manifest.item(index)
     if segment is None:
-        return anonymize_file(input_root / item.path, output_root / item.path,
-                              report_path_for(output_root, item.path), settings, input_root=input_root,
+        output, report_path = output_root / item.path, report_path_for(output_root, item.path)
+        if not (is_within(output, output_root) and is_within(report_path, output_root)):
+            # Only a symbolic link inside the output tree can do this (the manifest's paths are plain):
+            # nothing is written, not even a report, and main() says why.
+            raise PermanentError(f"the output of {item.path!r} would land outside the output folder (through a "
+                                 "symbolic link in it); nothing was written")
+        return anonymize_file(input_root / item.path, output, report_path, settings, input_root=input_root,
                               choose_container=True, display_path=item.path, **options)
     parts = spans(item.cuts)
     if not 0 <= segment < len(parts):
         raise IndexError(f"item {index} ({item.path!r}) has {len(parts)} segments; there is no segment {segment}")
     folder = segment_folder(output_root, item.path)
-    return anonymize_file(input_root / item.path, segment_file(folder, segment), segment_report(folder, segment),
-                          settings, input_root=input_root, display_path=item.path, span=parts[segment], **options)
+    segment_output, report_path = segment_file(folder, segment), segment_report(folder, segment)
+    if not (is_within(segment_output, output_root) and is_within(report_path, output_root)):
+        raise PermanentError(f"the segments of {item.path!r} would land outside the output folder (through a "
+                             "symbolic link in it); nothing was written")
+    return anonymize_file(input_root / item.path, segment_output, report_path, settings, input_root=input_root,
+                          display_path=item.path, span=parts[segment], **options)
 
 
 def _terminate_on_sigterm() -> None:
@@ -211,36 +264,44 @@ def main(
     """Anonymize one video: every face in every frame hidden, audio and timing kept."""
     _terminate_on_sigterm()
     attempt = previous_attempts + 1
-    if input is not None and output is not None and manifest is None and index is None:
-        progress = StepProgress(input.name)
-        report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
-                                force=force, threads=threads, attempt=attempt, progress=progress)
-    elif manifest is not None and index is not None and input is None and output is None:
-        try:
-            loaded = Manifest.load(manifest)
-            item, segment = parse_work_item(index)
-            if segment is not None and not 0 <= segment < len(loaded.item(item).cuts) + 1:
-                raise IndexError(f"item {item} has {len(loaded.item(item).cuts) + 1} segments, not {segment + 1}")
-            path = loaded.item(item).path
-        except (OSError, ValueError, IndexError) as exc:
-            typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
-        name = path if segment is None else f"{path} [segment {segment + 1}/{len(loaded.item(item).cuts) + 1}]"
-        roots = (input_root or Path(loaded.input_root), output_root or manifest.parent)
-        progress = StepProgress(name)
-        report = anonymize_item(loaded, item, *roots, settings, segment=segment, force=force, threads=threads,
-                                attempt=attempt, progress=progress)
-        if segment is not None and report.status in ("done", "skipped"):  # the last segment done joins the video
-            joined = join_when_complete(loaded, item, *roots, settings, report.input.fingerprint, force=force)
-            if joined is not None:
-                typer.echo(describe(joined), err=True)
-    else:
-        typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    try:
+        if input is not None and output is not None and manifest is None and index is None:
+            progress = StepProgress(printable(input.name))
+            report = anonymize_file(input, output, output.with_name(output.name + ".report.json"), settings,
+                                    force=force, threads=threads, attempt=attempt, progress=progress)
+        elif manifest is not None and index is not None and input is None and output is None:
+            try:
+                loaded = Manifest.load(manifest)
+                item, segment = parse_work_item(index)
+                if segment is not None and not 0 <= segment < len(loaded.item(item).cuts) + 1:
+                    raise IndexError(f"item {item} has {len(loaded.item(item).cuts) + 1} segments, "
+                                     f"not {segment + 1}")
+                path = loaded.item(item).path
+            except (OSError, ValueError, IndexError) as exc:
+                typer.echo(f"error: cannot use manifest {str(manifest)!r}: {one_sentence(str(exc))}", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            name = printable(path)
+            if segment is not None:
+                name += f" [segment {segment + 1}/{len(loaded.item(item).cuts) + 1}]"
+            roots = (input_root or Path(loaded.input_root), output_root or manifest.parent)
+            progress = StepProgress(name)
+            report = anonymize_item(loaded, item, *roots, settings, segment=segment, force=force, threads=threads,
+                                    attempt=attempt, progress=progress)
+            if segment is not None and report.status in ("done", "skipped"):  # the last segment done joins
+                joined = join_when_complete(loaded, item, *roots, settings, report.input.fingerprint, force=force)
+                if joined is not None:
+                    typer.echo(describe(joined), err=True)
+        else:
+            typer.echo("error: give either --input and --output, or --manifest and --index", err=True)
+            raise typer.Exit(EXIT_USAGE)
+    except AnonymizeError as exc:  # no report could be written (see save_final_report): say it here
+        write_outputs(argo_outputs, {"frames": "0", "video-seconds": "0.000", "result": "failed"})
+        typer.echo(f"failed: {one_sentence(str(exc))}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     if report.status == "done":
         progress.finish(report.frames_out or 0)
     write_outputs(argo_outputs, metric_values(report))
-    line = f"{report.status}: {report.input.path}"
+    line = f"{report.status}: {printable(report.input.path)}"
     if report.segment is not None:
         line += f" [segment {report.segment.index + 1}/{report.segment.count}]"
     if report.status == "failed":

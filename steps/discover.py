@@ -25,7 +25,8 @@ import filetype
 import typer
 
 from steps.durations import PROBE_THREADS, measure_all
-from steps.fsutil import PARTIAL_PREFIX, fingerprint, is_within
+from steps.errors import EXIT_USAGE, AnonymizeError
+from steps.fsutil import PARTIAL_PREFIX, fingerprint, is_within, raise_for_os_error
 from steps.manifest import RESERVED_NAMES, Ignored, Item, Manifest, manifest_path
 from steps.report import REPORT_SUFFIX, SegmentFacts, VideoReport, now, report_path_for
 from steps.segments import (
@@ -153,9 +154,12 @@ def run_discover(input_root: Path, output_root: Path, manifest: Optional[Path] =
     if is_within(output_root, input_root) or is_within(input_root, output_root):
         raise ValueError(f"the input folder {str(input_root)!r} and the output folder {str(output_root)!r} "
                          "must not contain each other: outputs never go into the input tree")
-    output_root.mkdir(parents=True, exist_ok=True)
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_for_os_error(exc, f"creating the output folder {str(output_root)!r}")
     result = discover(input_root, segment_seconds=segment_seconds, cache_file=output_root / PROBE_CACHE_NAME)
-    result.save(manifest_path(output_root, manifest))
+    result.save(manifest_path(output_root, manifest))  # classified errors (steps.errors) when it cannot be written
     return result
 
 
@@ -261,9 +265,12 @@ def main(
     try:
         result = run_discover(input_root, output_root, manifest, segment_seconds=segment_seconds)
         work = plan_work(result, output_root, settings, force=force)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # no input folder, or input and output inside each other
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
+    except AnonymizeError as exc:  # the output folder cannot be written: permanent, or transient when full
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     segments = sum(len(item.cuts) + 1 for item in result.items if item.cuts)
     typer.echo(f"{len(result.items)} videos ({len(work.done)} already done), {len(result.ignored)} other files "
                f"passed over; {len(work.items)} work items ({segments} segments of "

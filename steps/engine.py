@@ -21,6 +21,7 @@ import numpy as np
 from steps import accel
 from steps.containers import Container
 from steps.detectors import Detector
+from steps.detectors.oom import HalvingOnOutOfMemory
 from steps.errors import AnonymizeError, PermanentError
 from steps.ffio import Decoder, Encoder, EncoderSettings, Frame
 from steps.probe import MediaInfo
@@ -52,6 +53,8 @@ class Stats:
     frames: int = 0
     frames_with_faces: int = 0
     faces: int = 0
+    #: Frames per detector call after running out of memory once (steps.detectors.oom); None if it never did.
+    batch_after_oom: Optional[int] = None
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "hide": 0.0,
                                                                 "encode": 0.0})
 
@@ -125,6 +128,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         if _put(decoded, _END, stop):
             decoder.finish()
 
+    detect_batch = HalvingOnOutOfMemory(detector)
+
     def detect() -> None:
         ended = False
         while not ended:
@@ -141,7 +146,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             ended = item is _END
             if batch:
                 started = time.perf_counter()
-                found = detector.detect([f.small for f in batch])
+                found = detect_batch([f.small for f in batch])
+                stats.batch_after_oom = detect_batch.batch_limit
                 stats.seconds["detect"] += time.perf_counter() - started
                 sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
                 for frame, boxes in zip(batch, found):
@@ -197,6 +203,9 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         decoder.kill()
         if encoder is not None:
             encoder.kill()
+        for stage in stages:  # let the detector finish its batch: a process that exits while ONNX Runtime
+            if stage.ident is not None:  # runs aborts ("terminate called"), losing the exit code
+                stage.join(timeout=60)
         errors = [s.error for s in stages if s.error is not None and isinstance(s.error, AnonymizeError)]
         if errors and not isinstance(exc, AnonymizeError):
             raise errors[0] from exc

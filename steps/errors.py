@@ -8,6 +8,8 @@ or evicted pod, GPU out of memory, a full or flaky volume), a *permanent* one ne
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 #: An unexpected error (a bug, or something not yet classified). Retried: it may be transient.
 EXIT_INTERNAL = 1
@@ -44,8 +46,12 @@ class TransientError(AnonymizeError):
 
 
 def one_sentence(text: str, limit: int = 300) -> str:
-    """Squash a (possibly multi-line) message into one short sentence for reports."""
+    """Squash a (possibly multi-line) message into one short sentence for reports.
+
+    A long quoted name is shortened in its middle first, so that the sentence's point survives the limit.
+    """
     line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    line = re.sub(r"'([^']{61,})'", lambda m: f"'{m.group(1)[:30]}…{m.group(1)[-30:]}'", line)
     if len(line) > limit:
         line = line[: limit - 1].rstrip() + "…"
     if line and line[-1] not in ".!?…":

@@ -11,6 +11,7 @@ picture); the decoder also emits a small RGB copy of each frame for the detector
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import threading
 from collections.abc import Generator, Iterator
@@ -25,13 +26,31 @@ import numpy as np
 
 from steps.containers import SEGMENT, Container, subtitle_streams
 from steps.errors import PermanentError, TransientError
-from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_url
+from steps.probe import MediaInfo, explain_ffmpeg_failure, ffmpeg_messages, ffmpeg_url
 from steps.segments import Span
+
+#: Marks a file URL carried hex-encoded through ffmpeg-python's graph (see graph_url).
+_STAND_IN = "hex-stand-in:"
+
+
+def graph_url(path: Path) -> str:
+    """*path*'s ffmpeg URL as a node of ffmpeg-python's graph; ``command`` restores it.
+
+    ffmpeg-python hashes every node's arguments as UTF-8, which a file name that is not valid
+    UTF-8 (a str with PEP 383 surrogates) cannot be: such a URL travels hex-encoded instead.
+    """
+    url = ffmpeg_url(path)
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return _STAND_IN + os.fsencode(url).hex()
+    return url
 
 
 def command(stream: ffmpeg.nodes.OutputStream, *global_args: str) -> list[str]:
     """ffmpeg-python's argument list with the global options first, where ffmpeg expects them."""
-    args = stream.compile()
+    args = [os.fsdecode(bytes.fromhex(a[len(_STAND_IN):])) if a.startswith(_STAND_IN) else a
+            for a in stream.compile()]
     return [args[0], "-hide_banner", "-nostdin", "-v", "error", *global_args, *args[1:]]
 
 
@@ -116,7 +135,7 @@ class Decoder:
             # The seek point is on the input's own timestamps (those -copyts keeps), and ffmpeg must
             # not drop the frames between the keyframe and the seek point itself: frames() does that.
             input_args.update(ss=f"{seek:.6f}", seek_timestamp=1, noaccurate_seek=None)
-        video = ffmpeg.input(ffmpeg_url(self.info.path), **input_args)[str(self.info.video.index)]
+        video = ffmpeg.input(graph_url(self.info.path), **input_args)[str(self.info.video.index)]
         if (width, height) != (self.width, self.height):  # x264 needs even sizes: pad one black line
             video = video.filter("pad", self.width, self.height)
         outputs = []
@@ -239,6 +258,10 @@ def _seek_points(start: Optional[float]) -> list[Optional[float]]:
     return [start] + [start - back for back in (10.0, 120.0) if start - back > 0] + [None]
 
 
+#: ffmpeg's messages for an output it could not complete, which version 5.1 does not reflect in its exit code.
+_UNFINISHED = ("Error writing trailer", "Error closing file")
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     codec: str = "libx264"  # or "h264_nvenc" where the GPU has NVENC (steps.accel)
@@ -283,12 +306,20 @@ class Encoder:
         whole = container is not SEGMENT
         video_args = {**settings.args(), "fps_mode": "passthrough", "max_muxing_queue_size": 9999,
                       "format": container.muxer}
+        video = piped["v:0"]
         if settings.codec != "copy":
             # The input's own time base, so timestamps are stored as they were (the pipe's may differ).
             video_args["enc_time_base"] = str(info.video.time_base)
-        streams, copied = [piped["v:0"]], []
+            top_field_first = info.video.top_field_first
+            if top_field_first is not None:
+                # Interlaced input: its fields were never separated (no deinterlacing), so the output is
+                # coded and flagged interlaced in the same field order, for players to deinterlace as before.
+                video = video.filter("setfield", "tff" if top_field_first else "bff")
+                if settings.codec == "libx264":
+                    video_args["flags"] = "+ildct+ilme"
+        streams, copied = [video], []
         if whole:
-            original = ffmpeg.input(ffmpeg_url(info.path), copyts=None)
+            original = ffmpeg.input(graph_url(info.path), copyts=None)
             # "1:a?" maps every audio stream, in order, and keeps the original as input 1 even
             # without audio (ffmpeg-python leaves out inputs no stream comes from).
             subtitles = subtitle_streams(container, info)
@@ -311,7 +342,7 @@ class Encoder:
             video_args["map_metadata:s:0"] = f"1:s:{info.video.index}"
         for i, s in enumerate(copied, start=1):
             video_args[f"map_metadata:s:{i}"] = f"1:s:{s['index']}"
-        out = ffmpeg.output(*streams, "file:" + str(output.absolute()), **video_args)
+        out = ffmpeg.output(*streams, graph_url(output), **video_args)
         self.args = command(out, "-y")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -356,6 +387,9 @@ class Encoder:
         code = self.proc.wait()
         if code != 0:
             raise self.failure(f"the encoder exited with code {code}")
+        if any(line.startswith(_UNFINISHED) for line in self.stderr.text.splitlines()):
+            # ffmpeg 5.1 exits 0 when it could not finish the file (a disk full while writing the trailer).
+            raise self.failure("the encoder could not finish the file")
 
     def failure(self, what: str) -> Exception:
         if self.proc.poll() is None:
@@ -380,6 +414,10 @@ class Encoder:
 
 def count_video_packets(path: Path) -> int:
     """Frames in the output's video stream, counted from its packets (no decoding)."""
-    data = ffmpeg.probe(ffmpeg_url(path), v="error", select_streams="v:0", count_packets=None,
-                        show_entries="stream=nb_read_packets")
-    return int(data["streams"][0]["nb_read_packets"])
+    try:
+        data = ffmpeg.probe(ffmpeg_url(path), v="error", select_streams="v:0", count_packets=None,
+                            show_entries="stream=nb_read_packets")
+        return int(data["streams"][0]["nb_read_packets"])
+    except (ffmpeg.Error, LookupError, ValueError) as exc:
+        reason = ffmpeg_messages((getattr(exc, "stderr", None) or b"").decode(errors="replace")) or str(exc)
+        raise TransientError(f"the encoded video cannot be read back ({reason})") from None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from steps.errors import PermanentError, TransientError
 
@@ -62,9 +64,20 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
+def printable(name: str) -> str:
+    """*name* for a log line or a terminal: what is not printable is shown escaped, as repr does.
+
+    A newline, an escape sequence or a right-to-left override in a file name then cannot forge
+    a log line, drive the terminal or disguise an extension; a byte that is not UTF-8 shows as
+    ``\\udcff`` (see atomic_write_text).
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def remove_quietly(path: Path | None) -> None:
+    """Remove a temporary file if it is there; a failure (it was never created: a name too long) is not an error."""
     if path is not None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             path.unlink()
 
 
@@ -74,15 +87,25 @@ def raise_for_os_error(exc: OSError, what: str) -> None:
         raise TransientError(f"{what} failed: no space left on the output volume") from exc
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         raise PermanentError(f"{what} failed: the output folder is not writable ({exc.strerror})") from exc
+    if exc.errno == errno.ENAMETOOLONG:  # the report's and the temporary file's names add to the video's
+        raise PermanentError(f"{what} failed: the name is too long for the output file system once "
+                             f"'{PARTIAL_PREFIX}' and '.report.json' are added; shorten it") from exc
     raise TransientError(f"{what} failed: {exc.strerror or exc}") from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write *text* to *path* so that readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write *text* to *path* so that readers see the old file or the new one, never a mix.
+
+    A file name that is not valid UTF-8 reaches Python as a str with lone surrogates
+    (``b"\xff"`` -> ``"\udcff"``, PEP 383), which UTF-8 cannot encode: they are written as the
+    six characters ``\udcff``. In a JSON string that is the very escape ``json.loads`` turns back
+    into the surrogate, so manifests and reports keep such names exactly (see to_json); in
+    Markdown or HTML it is a readable stand-in for the byte.
+    """
     tmp = partial_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -90,3 +113,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     except OSError as exc:
         remove_quietly(tmp)
         raise_for_os_error(exc, f"writing {path.name!r}")
+
+
+def to_json(data: Any, indent: int = 2) -> str:
+    """JSON text for atomic_write_text: every name kept, even one that is not valid UTF-8.
+
+    pydantic's own JSON writer refuses such names; ``json.dumps`` keeps the lone surrogates
+    that atomic_write_text then writes as JSON escapes. Read it back with ``json.loads``
+    (pydantic's JSON parser rejects lone surrogate escapes).
+    """
+    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"

@@ -6,12 +6,13 @@ whatever the paths look like (see workflows).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
-from steps.fsutil import atomic_write_text
+from steps.fsutil import atomic_write_text, to_json
 
 MANIFEST_NAME = "manifest.json"
 SUMMARY_NAMES = ("summary.json", "summary.md")
@@ -31,6 +32,14 @@ class Item(BaseModel):
     #: Where the video is cut into segments (steps.segments); empty: one piece.
     cuts: list[float] = []
 
+    @field_validator("path")
+    @classmethod
+    def _plain_relative(cls, value: str) -> str:
+        """Only a path that stays inside the roots: a forged or hand-edited manifest cannot write elsewhere."""
+        if value.startswith("/") or "\0" in value or any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError(f"the item path {value!r} is not a plain relative path (no '..', no leading '/')")
+        return value
+
 
 class Ignored(BaseModel):
     path: str
@@ -47,11 +56,11 @@ class Manifest(BaseModel):
     ignored: list[Ignored] = []
 
     def save(self, path: Path) -> None:
-        atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+        atomic_write_text(path, to_json(self.model_dump(mode="json"), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def item(self, index: int) -> Item:
         if not 0 <= index < len(self.items):

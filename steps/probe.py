@@ -64,6 +64,13 @@ class VideoStream:
     rotation: int
     color: dict[str, str]
     tags: dict[str, str]
+    #: ffprobe's field_order: progressive, tt, bb, tb, bt (interlaced), or "" when unknown.
+    field_order: str = ""
+
+    @property
+    def top_field_first(self) -> Optional[bool]:
+        """For interlaced video, whether the top field is shown first; None for progressive or unknown."""
+        return {"tt": True, "bt": True, "bb": False, "tb": False}.get(self.field_order)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -84,6 +91,8 @@ class MediaInfo:
     audio: list[dict] = field(default_factory=list)
     subtitles: list[dict] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    #: Every stream ffprobe lists, cover art, data and attachments included (see steps.fidelity).
+    streams: list[dict] = field(default_factory=list)
 
     @property
     def fps(self) -> Optional[float]:
@@ -167,6 +176,7 @@ def probe(path: Path) -> MediaInfo:
         color={k: v[k] for k in ("color_range", "color_space", "color_transfer", "color_primaries")
                if v.get(k) and v[k] != "unknown"},
         tags=dict(v.get("tags", {})),
+        field_order=v.get("field_order", ""),
     )
     return MediaInfo(
         path=path,
@@ -178,6 +188,7 @@ def probe(path: Path) -> MediaInfo:
         audio=[s for s in streams if s.get("codec_type") == "audio"],
         subtitles=[s for s in streams if s.get("codec_type") == "subtitle"],
         tags=dict(fmt.get("tags", {})),
+        streams=streams,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from steps.fsutil import atomic_write_text
+from steps.fsutil import atomic_write_text, to_json
 
 REPORT_SUFFIX = ".report.json"
 #: "running" is on disk only while a worker processes the video (or if it was killed doing so).
@@ -51,6 +51,9 @@ class VideoReport(BaseModel):
     frames_with_faces: Optional[int] = None
     faces_detected: Optional[int] = None
     video: dict[str, Any] = {}
+    #: How the output differs from the input beyond the hidden faces: streams dropped, picture converted
+    #: (steps.fidelity). Empty: every frame, audio and subtitle stream and the picture format are kept.
+    changes: list[str] = []
     detector: dict[str, Any] = {}
     #: The hardware path that ran: device (cpu/gpu), GPU name, decoder, encoder (see steps.accel).
     accel: dict[str, Any] = {}
@@ -72,7 +75,7 @@ class VideoReport(BaseModel):
     note: Optional[str] = None
 
     def save(self, path: Path) -> None:
-        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        atomic_write_text(path, to_json(self.model_dump(mode="json")))
 
     @classmethod
     def load(cls, path: Path) -> Optional[VideoReport]:

@@ -8,7 +8,6 @@ needs: worker-seconds (GPU-seconds on a GPU worker) per hour of video.
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +16,16 @@ from typing import Any, Optional
 import typer
 from pydantic import BaseModel
 
-from steps.fsutil import atomic_write_text
+from steps.errors import AnonymizeError
+from steps.fsutil import atomic_write_text, to_json
 from steps.manifest import Manifest, manifest_path
 from steps.outputs import write_outputs
 from steps.report import VideoReport, now, report_path_for
 from steps.summary_html import audit_text, to_html
 
 SUMMARY_HTML = "summary.html"
-NO_REPORT = "no report: the anonymize step did not run for this video."
+NO_REPORT = ("no report: the anonymize step did not run for this video, or could not write its report "
+             "(its log says why).")
 UNFINISHED = "the anonymize step started but did not finish (its worker was stopped or killed)."
 
 
@@ -164,7 +165,7 @@ def to_markdown(summary: Summary) -> str:
 
 
 def write_summary(summary: Summary, output_root: Path) -> None:
-    atomic_write_text(output_root / "summary.json", json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    atomic_write_text(output_root / "summary.json", to_json(summary.model_dump(mode="json")))
     atomic_write_text(output_root / "summary.md", to_markdown(summary))
     atomic_write_text(output_root / SUMMARY_HTML, to_html(summary))
 
@@ -195,7 +196,11 @@ def main(
                                                            "failed, frames...): the workflow's metrics and message."),
 ) -> None:
     """Gather the per-video reports into summary.json, summary.md and summary.html."""
-    summary = run_summarize(output_root, manifest)
+    try:
+        summary = run_summarize(output_root, manifest)
+    except AnonymizeError as exc:  # the summary cannot be written (a full or read-only volume)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(exc.exit_code) from None
     t = summary.totals
     line = outcome_line(summary)
     print(line, file=sys.stdout, flush=True)  # the step's printed result, shown by the Argo UI

@@ -343,6 +343,10 @@ def build(cluster: ClusterConfig, settings: Settings, kind: Literal["WorkflowTem
         pod_metadata=m.Metadata(labels=labels),
         entrypoint=ENTRYPOINT,
         service_account_name=cluster.service_account,
+        # No Kubernetes token in the containers that parse the videos (ffmpeg on untrusted files): Argo
+        # mounts the account's token into its own executor container only (argo/rbac.yaml's Secret).
+        automount_service_account_token=False,
+        executor=m.ExecutorConfig(service_account_name=cluster.service_account),
         parallelism=cluster.parallelism,
         active_deadline_seconds=cluster.active_deadline_seconds,
         pod_gc=m.PodGC(strategy=cluster.pod_gc.value),

@@ -9,10 +9,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from steps.anonymize import anonymize_file
-from steps.errors import EXIT_USAGE, one_sentence
+from steps.errors import EXIT_USAGE, AnonymizeError, one_sentence
 from steps.fsutil import atomic_write_text
 from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings, with_settings_options
@@ -61,11 +62,14 @@ def run(
     try:
         summary = runner.run()
     except (ValueError, NotADirectoryError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
+    except AnonymizeError as exc:  # the output folder cannot take the manifest or the summary
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     t = summary.totals
     console.print(f"[bold]{t['discovered']}[/] videos: [green]{t['done']} done[/], {t['skipped']} skipped, "
-                  f"[red]{t['failed']} failed[/]. Report: {output_dir / 'summary.html'}")
+                  f"[red]{t['failed']} failed[/]. Report: {escape(str(output_dir / 'summary.html'))}")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -93,12 +97,16 @@ def anonymize(
             elapsed = max(time.monotonic() - started[0], 1e-6)
             bars.update(task, completed=done, total=total, fps=f"{done / elapsed:.1f} fps")
 
-        result = anonymize_file(input_file, output_file, report_path, settings, force=force, progress=progress)
+        try:
+            result = anonymize_file(input_file, output_file, report_path, settings, force=force, progress=progress)
+        except AnonymizeError as exc:  # not even the report could be written
+            console.print(f"[red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
     if result.status == "failed":
-        console.print(f"[red]failed:[/] {result.error}")
+        console.print(f"[red]failed:[/] {escape(result.error or '')}", highlight=False, soft_wrap=True)
         raise typer.Exit(result.exit_code)
-    console.print(f"[green]{result.status}[/]: {result.output} ({result.frames_out} frames, "
-                  f"{result.faces_detected} faces, {result.fps} fps). Report: {report_path}")
+    console.print(f"[green]{result.status}[/]: {escape(str(result.output))} ({result.frames_out} frames, "
+                  f"{result.faces_detected} faces, {result.fps} fps). Report: {escape(str(report_path))}")
 
 
 @app.command()
@@ -140,7 +148,7 @@ def render_command(
         typer.echo(text, nl=False)
     else:
         atomic_write_text(out, text)
-        console.print(f"wrote {out}")
+        console.print(f"wrote {escape(str(out))}")
 
 
 @app.command()
@@ -227,7 +235,7 @@ def lint(
         try:
             targets = {str(file): load_documents(file)}
         except (OSError, ValueError) as exc:
-            console.print(f"[red]error:[/] cannot read {file}: {one_sentence(str(exc))}")
+            console.print(f"[red]error:[/] cannot read {escape(str(file))}: {escape(one_sentence(str(exc)))}")
             raise typer.Exit(EXIT_USAGE) from None
     else:
         targets = {f"built-in {label}": docs for label, docs in builtin_variants()}

@@ -39,6 +39,7 @@ import steps
 from steps import accel
 from steps.discover import Work, plan_work, run_discover
 from steps.errors import should_retry
+from steps.fsutil import printable
 from steps.manifest import Manifest, manifest_path
 from steps.progress import PROGRESS_FILE_ENV, read_progress_file
 from steps.report import VideoReport, report_path_for
@@ -47,6 +48,11 @@ from steps.settings import Settings
 from steps.summarize import Summary, run_summarize
 
 PROJECT_ROOT = Path(steps.__file__).resolve().parent.parent
+
+
+def _shown(name: str) -> str:
+    """A name or a message as the console shows it: no control character, no rich markup."""
+    return escape(printable(name))
 
 
 def default_workers() -> int:
@@ -81,6 +87,9 @@ def anonymize_command(manifest: Path, item: str, input_root: Path, output_root: 
             "--input-root", str(input_root), "--output-root", str(output_root)]
     return args + (["--force"] if force else [])
 
+
+#: Credentials in the environment that a worker never receives.
+SECRET_ENV = frozenset({"ARGO_TOKEN"})
 
 #: The variable that tells steps.anonymize how many tries came before (Argo passes {{retries}} in it).
 PREVIOUS_ATTEMPTS_ENV = "ANON_PREVIOUS_ATTEMPTS"
@@ -138,7 +147,8 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
     def _env(self, progress_file: Path, attempt: int = 1, slot: int = 0) -> dict[str, str]:
-        env = dict(os.environ)
+        # The workers parse untrusted videos and need no credential: the Argo token stays here.
+        env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
         env.update(self.settings.to_env())
         env["ANON_THREADS"] = str(self.threads)
         if self.gpu_slots:
@@ -153,10 +163,11 @@ class LocalRunner:
         manifest = run_discover(self.input_root, self.output_root, segment_seconds=self.segment_seconds)
         work = plan_work(manifest, self.output_root, self.settings, force=self.force)
         segments = sum(":" in item for item in work.items)
-        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {self.input_root}"
+        self.console.print(f"[bold]{len(manifest.items)}[/] videos found in {_shown(str(self.input_root))}"
                            + (f" ({len(manifest.ignored)} other files passed over)" if manifest.ignored else "")
                            + (f", {len(work.done)} already done" if work.done else "")
-                           + (f"; {segments} segments of {len(work.joins)} long videos" if work.joins else ""))
+                           + (f"; {segments} segments of {len(work.joins)} long videos" if work.joins else ""),
+                           soft_wrap=True)
         with tempfile.TemporaryDirectory(prefix="anonymize-progress-") as progress_dir:
             self._work(manifest, work, manifest_file, Path(progress_dir))
         return run_summarize(self.output_root)
@@ -203,7 +214,7 @@ class LocalRunner:
                             env=self._env(job.progress_file, job.attempt, job.slot), stdout=subprocess.DEVNULL,
                             stderr=log,
                             cwd=PROJECT_ROOT)
-                    label = f"  {escape(self._label(manifest, job))}" + (
+                    label = f"  {_shown(self._label(manifest, job))}" + (
                         f" (try {job.attempt})" if job.attempt > 1 else "")
                     job.task = bars.add_task(label, total=None, info="")
                     running.append(job)
@@ -226,8 +237,8 @@ class LocalRunner:
                     code = job.proc.returncode
                     report = self._report(job)
                     if code != 0 and should_retry(code) and job.attempt <= self.retries:
-                        self.console.print(f"[yellow]retry[/] {escape(self._label(manifest, job))} "
-                                           f"(exit code {code}, attempt {job.attempt})")
+                        self.console.print(f"[yellow]retry[/] {_shown(self._label(manifest, job))} "
+                                           f"(exit code {code}, attempt {job.attempt})", soft_wrap=True)
                         pending.insert(0, _Job(job.item, job.path, job.size, job.attempt + 1))
                         continue
                     videos_done += job.segment is None
@@ -267,17 +278,17 @@ class LocalRunner:
         return job.path
 
     def _print_result(self, path: str, code: int, report: Optional[VideoReport], stderr: str) -> None:
-        path = escape(path)  # a file name is not rich markup
         if report is None or report.status == "running":
             tail = " ".join(stderr.strip().splitlines()[-3:])
-            self.console.print(f"[red]failed[/] {path}: the worker exited with code {code} without a report. {tail}")
+            self.console.print(f"[red]failed[/] {_shown(path)}: the worker exited with code {code} without a report. "
+                               f"{_shown(tail)}", soft_wrap=True)
         elif report.status == "failed":
-            self.console.print(f"[red]failed[/] {path}: {report.error}")
+            self.console.print(f"[red]failed[/] {_shown(path)}: {_shown(report.error or '')}", soft_wrap=True)
         elif report.status == "skipped":
-            self.console.print(f"[dim]skipped[/] {path} (already done)")
+            self.console.print(f"[dim]skipped[/] {_shown(path)} (already done)", soft_wrap=True)
         elif report.segments:
-            self.console.print(f"[green]done[/] {path}: the video joined, {report.frames_out} frames from "
-                               f"{report.segments} segments")
+            self.console.print(f"[green]done[/] {_shown(path)}: the video joined, {report.frames_out} frames from "
+                               f"{report.segments} segments", soft_wrap=True)
         else:
-            self.console.print(f"[green]done[/] {path}: {report.frames_out} frames, {report.fps} fps, "
-                               f"{report.faces_detected} faces")
+            self.console.print(f"[green]done[/] {_shown(path)}: {report.frames_out} frames, {report.fps} fps, "
+                               f"{report.faces_detected} faces", soft_wrap=True)

@@ -1,0 +1,140 @@
+"""Crashes and full disks lose nothing: never a partial output at its final path, and a re-run completes.
+
+The anonymize step is SIGKILLed with its ffmpeg children (the whole process group, as a pod
+kill does) at points spread over a whole run; a full output volume is a small tmpfs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from steps.fsutil import PARTIAL_PREFIX
+from tests import helpers as h
+from tests.conftest import ROOT
+from workflows.synthetic import make_sample_clip
+
+KILLS = 10
+SEED = 20261126
+
+
+def anonymize_command(clip: Path, output: Path) -> list[str]:
+    return [sys.executable, "-m", "steps.anonymize", "--input", str(clip), "--output", str(output)]
+
+
+def run_to_the_end(clip: Path, output: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(anonymize_command(clip, output), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def leftovers(folder: Path, output: Path) -> set[str]:
+    """Files in *folder* other than the output, its report and its thumbnails."""
+    own = {output.name, output.name + ".report.json", output.name + ".thumbs.jpg"}
+    return {p.name for p in folder.iterdir()} - own
+
+
+def assert_complete(clip: Path, output: Path, frames: int) -> None:
+    assert h.decoded_frames(output) == frames
+    assert h.audio_packet_hashes(output) == h.audio_packet_hashes(clip)
+
+
+def test_sigkill_at_random_points_never_leaves_a_partial_output(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, seconds=1, width=320, height=180)
+    frames = h.decoded_frames(clip)
+    out_dir = tmp_path / "out"
+    output = out_dir / "clip.mp4"
+    started = time.monotonic()
+    first = run_to_the_end(clip, output)
+    full_run = time.monotonic() - started
+    assert first.returncode == 0, first.stderr
+    rng = random.Random(SEED)
+    seen: Counter[str] = Counter()
+    for i in range(KILLS):
+        for own in (output, out_dir / "clip.mp4.report.json", out_dir / "clip.mp4.thumbs.jpg"):
+            own.unlink(missing_ok=True)
+        proc = subprocess.Popen(anonymize_command(clip, output), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        if i % 2 == 0:  # anywhere: one kill in each fifth of a run (start-up, model loading, frames, rename...)
+            time.sleep(full_run * (i // 2 + rng.random()) / (KILLS // 2))
+        else:  # while the encoder writes: once the temporary output exists, at a random point of the rest
+            while proc.poll() is None and not any(p.name.startswith(PARTIAL_PREFIX) and p.suffix == ".mp4"
+                                                  for p in out_dir.iterdir()):
+                time.sleep(0.01)
+            time.sleep(rng.random() * full_run / 3)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the step and its ffmpeg processes, like a pod's kill
+        proc.wait()
+        report_file = out_dir / "clip.mp4.report.json"
+        state = json.loads(report_file.read_text())["status"] if report_file.exists() else "no report"
+        partials = leftovers(out_dir, output) if out_dir.exists() else set()
+        seen[f"report {state}, output {'complete' if output.exists() else 'absent'}"
+             f"{', partial files left' if partials else ''}"] += 1
+        assert all(name.startswith(PARTIAL_PREFIX) for name in partials), partials
+        if output.exists():  # killed after the rename: then it is whole
+            assert_complete(clip, output, frames)
+        again = run_to_the_end(clip, output)
+        assert again.returncode == 0, again.stderr
+        assert_complete(clip, output, frames)
+        assert json.loads(report_file.read_text())["status"] in ("done", "skipped")
+        assert leftovers(out_dir, output) == set(), "the re-run did not clean up the killed run's temporary files"
+    print(f"\n{KILLS} kills over a {full_run:.1f} s run (seed {SEED}):", dict(seen))
+    assert sum(seen.values()) == KILLS
+
+
+@pytest.fixture
+def small_volume():
+    """A 64 kB tmpfs: room for reports, not for the video."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder = Path(tempfile.mkdtemp(prefix="anon-full-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        folder.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+        folder.rmdir()
+
+
+def test_a_full_disk_gives_a_clear_transient_error_and_no_partial_file(tmp_path, small_volume):
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, seconds=2, width=640, height=360)
+    output = small_volume / "clip.mp4"
+    result = run_to_the_end(clip, output)
+    assert result.returncode == 75, result.stderr  # transient: space may be freed, Argo retries later
+    report = json.loads((small_volume / "clip.mp4.report.json").read_text())
+    assert report["status"] == "failed" and report["error_kind"] == "transient"
+    assert "no space left on the output volume" in report["error"]
+    assert report["error"].count("\n") == 0 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in small_volume.iterdir()) == ["clip.mp4.report.json"]  # no output, no partial
+
+
+def test_sigterm_while_encoding_is_a_clean_transient_failure(tmp_path):
+    """A pod being stopped (SIGTERM, before the SIGKILL of its grace period): report, exit 75, nothing partial."""
+    clip = tmp_path / "clip.mp4"
+    make_sample_clip(clip, seconds=2, width=320, height=180)
+    out_dir = tmp_path / "out"
+    output = out_dir / "clip.mp4"
+    proc = subprocess.Popen(anonymize_command(clip, output), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    while proc.poll() is None and not (out_dir.exists() and any(p.name.startswith(PARTIAL_PREFIX)
+                                                                and p.suffix == ".mp4" for p in out_dir.iterdir())):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 75, stderr  # not an abort: the detector thread is let finish before exiting
+    report = json.loads((out_dir / "clip.mp4.report.json").read_text())
+    assert report["status"] == "failed" and report["error_kind"] == "transient"
+    assert leftovers(out_dir, output) == set() and not output.exists()
