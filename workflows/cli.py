@@ -79,6 +79,34 @@ def anonymize(
                   f"{result.faces_detected} faces, {result.fps} fps). Report: {report_path}")
 
 
+@app.command("eval")
+@with_settings_options
+def eval_(
+    settings: Settings,
+    suite: str = typer.Option("full", help="Which clips: quick (three small clips, what CI runs) or full."),
+    workdir: Optional[Path] = typer.Option(None, help="Keep the clips, outputs and reports here [default: a "
+                                                     "temporary folder]."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the measures to this JSON file."),
+) -> None:
+    """Measure what the anonymizer leaves visible, on labelled clips built from public-domain photos."""
+    from workflows.evaluate import SUITES, run_eval, save
+
+    if suite not in SUITES:
+        console.print(f"[red]error:[/] unknown suite {suite!r} (choose {', '.join(SUITES)})")
+        raise typer.Exit(EXIT_USAGE)
+
+    def progress(clip) -> None:
+        hidden = sum(f.hidden for f in clip.faces)
+        blur = clip.away_changed / clip.away_pixels if clip.away_pixels else 0.0
+        console.print(f"{clip.name}: {hidden}/{len(clip.faces)} faces hidden, over-blur {100 * blur:.2f} %, "
+                      f"{clip.fps} fps")
+
+    evaluation = run_eval(settings, suite, workdir, progress)
+    if json_out is not None:
+        save(evaluation, json_out)
+    typer.echo(evaluation.markdown())
+
+
 @app.command()
 def sample(
     folder: Path = typer.Argument(Path("sample/input"), help="Where to write the sample clip."),
