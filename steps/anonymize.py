@@ -20,6 +20,8 @@ import typer
 
 from steps import engine
 from steps.containers import carries, container_for, output_name
+from steps.detections import SUFFIX as DETECTIONS_SUFFIX
+from steps.detections import DetectionsWriter
 from steps.detectors import Detector, load
 from steps.errors import EXIT_OK, EXIT_USAGE, AnonymizeError, PermanentError, TransientError, one_sentence
 from steps.ffio import count_video_packets
@@ -28,7 +30,7 @@ from steps.manifest import Manifest
 from steps.outputs import write_outputs
 from steps.probe import check_readable, probe
 from steps.progress import StepProgress
-from steps.report import InputFacts, VideoReport, now, report_path_for
+from steps.report import InputFacts, VideoReport, now, report_path_for, sibling_path
 from steps.settings import Settings, with_settings_options
 from steps.thumbnails import FaceFrameSampler, thumbnails_path_for
 
@@ -57,6 +59,7 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
                          settings=settings.model_dump(mode="json"), settings_digest=settings.digest(),
                          attempt=attempt)
     tmp: Optional[Path] = None
+    detections: Optional[DetectionsWriter] = None
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
             raise PermanentError("the output would be written into the input tree; choose another output folder")
@@ -95,8 +98,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         # mistake an older report for this run's result.
         report.model_copy(update={"status": "running"}).save(report_path)
         sampler = FaceFrameSampler()
+        detections = DetectionsWriter(sibling_path(report_path, DETECTIONS_SUFFIX))
         stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name, on_frame=sampler)
+                           name=output.name, on_frame=sampler, detections=detections)
         declared = info.video.nb_frames
         if declared and stats.frames < declared:
             raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
@@ -106,10 +110,13 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
         os.replace(tmp, output)
         tmp = None
+        detections_path = detections.commit()
+        detections = None
         report = report.model_copy(update={
             "status": "done", "output": str(output), "frames_in": stats.frames, "frames_out": frames_out,
             "thumbnails": _write_thumbnails(sampler, output),
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
+            "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(detections_path),
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
     except AnonymizeError as exc:
@@ -124,6 +131,8 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
     finally:
         remove_quietly(tmp)
+        if detections is not None:
+            detections.discard()
     elapsed = time.monotonic() - clock
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
     if report.status == "done" and report.frames_out:

@@ -1,9 +1,11 @@
-"""The frame pipeline for one video: decode -> detect -> hide -> encode, as concurrent stages.
+"""The frame pipeline for one video: decode -> detect -> track -> hide -> encode, as concurrent stages.
 
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
 frames from the decoder, a detector thread runs the model on batches of small copies, and
-the calling thread hides the faces and feeds the encoder. Bounded queues link the stages,
-so memory stays the same whatever the video's length and the slowest stage sets the pace.
+the calling thread links detections into tracks, hides the faces and feeds the encoder.
+The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
+frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
+the video's length and the slowest stage sets the pace.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +22,14 @@ from typing import Optional
 import numpy as np
 
 from steps.containers import Container
+from steps.detections import DetectionsWriter
 from steps.detectors import Detector
 from steps.errors import AnonymizeError, PermanentError
 from steps.ffio import Decoder, Encoder, EncoderSettings, Frame
 from steps.probe import MediaInfo
 from steps.redact import hide
 from steps.settings import Settings
+from steps.tracking import DETECTED, SOURCE, Tracker, TrackerConfig
 
 #: Called after each frame with (frames done, frames expected or None).
 Progress = Callable[[int, Optional[int]], None]
@@ -37,9 +42,18 @@ _END = object()
 class Stats:
     frames: int = 0
     frames_with_faces: int = 0
-    faces: int = 0
-    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "hide": 0.0,
-                                                                "encode": 0.0})
+    faces: int = 0  # boxes the detector found and that were hidden
+    boxes_hidden: int = 0  # with the boxes tracking added (gaps, pre/post-roll)
+    tracks: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "track": 0.0,
+                                                                "hide": 0.0, "encode": 0.0})
+
+
+def tracker_config(settings: Settings) -> TrackerConfig:
+    """The tracker the settings ask for."""
+    return TrackerConfig(enabled=settings.tracking, threshold=settings.threshold,
+                         keep_threshold=min(settings.keep_threshold, settings.threshold), max_gap=settings.max_gap,
+                         pre_roll=settings.pre_roll, post_roll=settings.post_roll, smooth=settings.smooth)
 
 
 class _Stage(threading.Thread):
@@ -78,20 +92,22 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
         threads: int = 0, progress: Optional[Progress] = None, name: str = "",
-        on_frame: Optional[FrameHook] = None) -> Stats:
+        on_frame: Optional[FrameHook] = None, detections: Optional[DetectionsWriter] = None) -> Stats:
     """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
 
     *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
+    Every hidden box is also written to *detections* when given.
     """
     width, height = info.video.display_size
     det_size = detector.input_size(width, height)
     stats = Stats()
+    tracker = Tracker(tracker_config(settings))
+    waiting: deque[Frame] = deque()  # frames whose boxes the tracker has not decided yet
     expected = info.video.nb_frames or (round(info.duration * info.fps) if info.duration and info.fps else None)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     decoder = Decoder(info, det_size)
-    encoder: Optional[Encoder] = None
 
     def read() -> None:
         frames: Iterator[Frame] = decoder.frames()
@@ -124,6 +140,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 stats.seconds["detect"] += time.perf_counter() - started
                 sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
                 for frame, boxes in zip(batch, found):
+                    frame.small = None  # the detector's copy is not needed any more
                     scaled = boxes.copy()
                     scaled[:, [0, 2]] *= sx
                     scaled[:, [1, 3]] *= sy
@@ -132,6 +149,40 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         _put(detected, _END, stop)
 
     stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop)]
+    encoder: Optional[Encoder] = None
+
+    def emit(index: int, boxes) -> None:
+        """Hide *boxes* in the oldest waiting frame (frame *index*) and encode it."""
+        nonlocal encoder
+        frame = waiting.popleft()
+        if frame.index != index:
+            raise RuntimeError(f"the tracker decided frame {index} while frame {frame.index} was next")
+        if encoder is None:  # the decoder's time base is known once the first frame arrived
+            encoder = Encoder(info, output, container, decoder.width, decoder.height,
+                              decoder.time_base, decoder.rate,
+                              EncoderSettings(crf=settings.crf, preset=settings.preset, threads=threads), name)
+        started = time.perf_counter()
+        if len(boxes):
+            hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
+            stats.frames_with_faces += 1
+            stats.boxes_hidden += len(boxes)
+            stats.faces += int((boxes[:, SOURCE] == DETECTED).sum())
+            if detections is not None:
+                detections.write(frame.index, frame.pts, decoder.time_base, boxes)
+        if on_frame:
+            on_frame(frame, boxes)
+        stats.seconds["hide"] += time.perf_counter() - started
+        started = time.perf_counter()
+        encoder.write(frame)
+        stats.seconds["encode"] += time.perf_counter() - started
+        stats.frames += 1
+        if progress:
+            progress(stats.frames, expected)
+
+    def emit_all(decided: list) -> None:
+        for index, boxes in decided:
+            emit(index, boxes)
+
     try:
         for stage in stages:
             stage.start()
@@ -140,24 +191,14 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             if item is _END:
                 break
             frame, boxes = item
-            if encoder is None:  # the decoder's time base is known once the first frame arrived
-                encoder = Encoder(info, output, container, decoder.width, decoder.height,
-                                  decoder.time_base, decoder.rate,
-                                  EncoderSettings(crf=settings.crf, preset=settings.preset, threads=threads), name)
+            waiting.append(frame)
             started = time.perf_counter()
-            if len(boxes):
-                hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
-                stats.frames_with_faces += 1
-                stats.faces += len(boxes)
-            if on_frame:
-                on_frame(frame, boxes)
-            stats.seconds["hide"] += time.perf_counter() - started
-            started = time.perf_counter()
-            encoder.write(frame)
-            stats.seconds["encode"] += time.perf_counter() - started
-            stats.frames += 1
-            if progress:
-                progress(stats.frames, expected)
+            decided = tracker.push(frame.index, boxes)
+            stats.seconds["track"] += time.perf_counter() - started
+            emit_all(decided)
+        if not stop.is_set():
+            emit_all(tracker.finish())
+        stats.tracks = tracker.tracks_started
         if stop.is_set():  # a stage failed: unblock the others before collecting its error
             decoder.kill()
         for stage in stages:

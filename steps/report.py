@@ -37,6 +37,11 @@ class VideoReport(BaseModel):
     frames_out: Optional[int] = None
     frames_with_faces: Optional[int] = None
     faces_detected: Optional[int] = None
+    #: With tracking, more boxes are hidden than detected (gaps filled, pre- and post-roll).
+    boxes_hidden: Optional[int] = None
+    tracks: Optional[int] = None
+    #: The file listing every hidden box (steps.detections), beside this report.
+    detections: Optional[str] = None
     video: dict[str, Any] = {}
     detector: dict[str, Any] = {}
     settings: dict[str, Any] = {}
@@ -81,3 +86,10 @@ class VideoReport(BaseModel):
 def report_path_for(output_root: Path, relative: str) -> Path:
     """Where the report of the input at *relative* (to the input root) lives."""
     return output_root / (relative + REPORT_SUFFIX)
+
+
+def sibling_path(report_path: Path, suffix: str) -> Path:
+    """A file that belongs with a report (same name, *suffix* instead of ``.report.json``)."""
+    name = report_path.name
+    stem = name[: -len(REPORT_SUFFIX)] if name.endswith(REPORT_SUFFIX) else name
+    return report_path.with_name(stem + suffix)

@@ -75,6 +75,23 @@ class Settings(BaseModel):
     preset: str = Field("veryfast", description="x264 preset (ultrafast ... veryslow).",
                         json_schema_extra=_env("preset"))
     batch: int = Field(4, ge=1, le=256, description="Frames per detector call.", json_schema_extra=_env("batch"))
+    tracking: bool = Field(
+        True, description="Follow faces across frames: fill gaps, pre/post-roll, smoothing (--no-tracking: each "
+                          "frame on its own).", json_schema_extra=_env("tracking"))
+    keep_threshold: float = Field(
+        0.1, ge=0.01, le=0.99,
+        description="With tracking: a weaker detection, down to this score, still continues a face's track.",
+        json_schema_extra=_env("keep_threshold"))
+    max_gap: int = Field(
+        10, ge=0, le=250, description="With tracking: frames a face may go undetected and still be hidden "
+                                      "(interpolated) when it is found again.", json_schema_extra=_env("max_gap"))
+    pre_roll: int = Field(4, ge=0, le=250, description="With tracking: frames hidden before a face is first found.",
+                          json_schema_extra=_env("pre_roll"))
+    post_roll: int = Field(6, ge=0, le=250, description="With tracking: frames hidden after a face is last found.",
+                           json_schema_extra=_env("post_roll"))
+    smooth: int = Field(2, ge=0, le=50, description="With tracking: boxes averaged over this many frames either "
+                                                     "side, so the blur does not jitter.",
+                        json_schema_extra=_env("smooth"))
 
     def digest(self) -> str:
         """A short hash of the settings, recorded in reports: a re-run with other settings redoes the video."""

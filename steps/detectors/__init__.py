@@ -8,10 +8,15 @@ from steps.settings import DetectorName, Settings
 __all__ = ["Boxes", "Detector", "load"]
 
 
+def detection_threshold(settings: Settings) -> float:
+    """The lowest score the detector must report: with tracking, weak boxes may still continue a track."""
+    return min(settings.threshold, settings.keep_threshold) if settings.tracking else settings.threshold
+
+
 def load(settings: Settings, threads: int = 0) -> Detector:
     """The detector the settings ask for, ready to run."""
     if settings.detector == DetectorName.centerface:
         from steps.detectors.centerface import CenterFace
 
-        return CenterFace(threshold=settings.threshold, max_side=settings.det_max_side, threads=threads)
+        return CenterFace(threshold=detection_threshold(settings), max_side=settings.det_max_side, threads=threads)
     raise NotImplementedError(f"detector {settings.detector.value!r} is not built yet")
