@@ -11,7 +11,9 @@ boxes are decided only once ``lag`` more frames have been seen, which is what al
   often found late, when they have fully entered or turned);
 - **post-roll**: and ``post_roll`` frames after its last one, moving on its last velocity;
 - **smoothing**: each box is the average of the track's boxes ``smooth`` frames either side,
-  widened to still cover the raw detection, so the blur neither jitters nor uncovers a face.
+  widened to still cover the raw detection, so the blur neither jitters nor uncovers a face;
+- **motion**: a moving face's box is stretched by one frame's travel along its path (the
+  shutter smears a moving face over that distance).
 
 Frames given without detections (``None``: the detector did not look at them, e.g. on a
 stride) are different from frames where it looked and found nothing: tracks carry their
@@ -40,6 +42,8 @@ NO_TRACKED = np.zeros((0, 7), np.float32)
 #: Growth of a box per frame away from the detection it comes from (motion it may not know of).
 GROWTH_PER_FRAME = 0.04
 MAX_GROWTH = 1.5
+#: Velocity is fitted over the detections of this many last frames (detections jitter).
+VELOCITY_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,17 @@ class TrackerConfig:
     post_roll: int = 6
     smooth: int = 2
     min_iou: float = 0.1
-    #: Frames held back; at least what gap filling, pre-roll and smoothing need (computed when 0).
+    #: Detection runs on one frame in this many (the others are pushed as None): gaps are counted in
+    #: detected frames, so bridging one takes this many times more frames of look-ahead.
+    stride: int = 1
+    #: Frames held back; at least what gap filling, pre-roll and smoothing need.
     lag: int = 0
 
     @property
     def frames_held(self) -> int:
         if not self.enabled:
             return 0
-        return max(self.lag, self.max_gap + 1, self.pre_roll, self.smooth)
+        return max(self.lag, (self.max_gap + 1) * self.stride, self.pre_roll, self.smooth)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -97,11 +104,15 @@ class Track:
     ended: bool = False
 
     def velocity(self) -> np.ndarray:
-        """Centre and size change per frame, from its last two detections (zero with one)."""
-        if len(self.frames) < 2:
+        """Centre and size change per frame: a least-squares line through its recent detections (zero with one)."""
+        first = bisect.bisect_left(self.frames, self.frames[-1] - VELOCITY_FRAMES)
+        first = min(first, len(self.frames) - 2)
+        if first < 0:
             return np.zeros(4)
-        span = self.frames[-1] - self.frames[-2]
-        return (_to_cwh(self.boxes[-1]) - _to_cwh(self.boxes[-2])) / span
+        t = np.array(self.frames[first:], np.float64)
+        x = np.array([_to_cwh(b) for b in self.boxes[first:]])
+        t -= t.mean()
+        return (t[:, None] * (x - x.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
     def predict(self, frame: int) -> np.ndarray:
         """Where the track's box should be at *frame* (constant velocity), x1, y1, x2, y2."""
@@ -234,6 +245,9 @@ class Tracker:
             source, score = HELD, track.boxes[0][4]
         else:
             return None
+        # A moving face is smeared along its path by the shutter: cover one frame's travel.
+        travel = np.abs(track.velocity()[:2]) / 2
+        box = box + np.array([-travel[0], -travel[1], travel[0], travel[1]])
         return np.array([*box, score, track.id, source], np.float64)
 
     def _forget(self, frame: int) -> None:
