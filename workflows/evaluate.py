@@ -274,7 +274,7 @@ def full_suite() -> list[Scene]:
                W("camera", (0.9, 0.8), (0.1, 0.75), (36, 40)), wobble=0.25),
         _scene("fast_640x360", 640, 360, 50,
                W("astronaut", (0.05, 0.5), (0.95, 0.5), (48, 48)),
-               W("camera", (0.9, 0.2), (0.1, 0.3), (32, 32), flip=True), wobble=0.8, shutter=1.0),
+               W("camera", (0.9, 0.2), (0.1, 0.3), (32, 32), flip=True), wobble=0.8),
         _scene("crowd_960x540", 960, 540, 50,
                *(W("astronaut" if k % 3 else "camera", (0.08 + 0.09 * k, 0.25 + 0.05 * (k % 4)),
                    (0.1 + 0.09 * k, 0.3 + 0.05 * (k % 4)), (20 + 5 * k, 20 + 5 * k), flip=bool(k % 2))

@@ -15,6 +15,7 @@ scikit-image wheel (licences from ``skimage.data``'s docstrings):
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -111,18 +112,29 @@ def sample_placements(frame: int, frames: int, width: int, height: int) -> list[
     ]
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25, audio: bool = True,
-               extra_args: Optional[list[str]] = None) -> None:
-    """Encode BGR *frames* to *path* (H.264, with a 440 Hz tone as audio when *audio*)."""
-    height, width = frames[0].shape[:2]
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: int = 25, audio: bool = True,
+               extra_args: Optional[list[str]] = None, count: Optional[int] = None) -> None:
+    """Encode BGR *frames* (a list, or an iterator of *count*) to *path*: H.264, a 440 Hz tone with *audio*."""
+    if count is None:
+        frames = list(frames)
+        count = len(frames)
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
     args = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
             "-r", str(fps), "-i", "pipe:0"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={len(frames) / fps}",
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={count / fps}",
                  "-c:a", "aac", "-b:a", "96k"]
     args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p", *(extra_args or []),
              str(path)]
-    subprocess.run(args, input=b"".join(f.tobytes() for f in frames), check=True)
+    with subprocess.Popen(args, stdin=subprocess.PIPE) as proc:
+        proc.stdin.write(first.tobytes())
+        for frame in frames:
+            proc.stdin.write(frame.tobytes())
+        proc.stdin.close()
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, args)
 
 
 def make_sample_clip(path: Path, seconds: float = 4.0, width: int = 640, height: int = 360, fps: int = 25,
@@ -170,8 +182,9 @@ class Scene:
     walkers: tuple[Walker, ...]
     fps: int = 25
     backdrop: str = "texture"
-    #: Motion blur: each moving face is smeared along its path over this share of a frame's travel.
-    shutter: float = 1.0
+    #: Motion blur: each moving face is smeared along its path over this share of a frame's travel
+    #: (0.5: the usual 180-degree shutter, open half of each frame's time).
+    shutter: float = 0.5
     wobble: float = 0.0  # sideways sway, in face heights, to make motion non-linear
 
 
@@ -226,9 +239,14 @@ def _motion_blur(canvas: np.ndarray, region: Box, dx: float, dy: float) -> None:
 
 def render_scene(scene: Scene, path: Path, audio: bool = False) -> SceneTruth:
     """Write *scene* to *path* (H.264) and return the ground truth of every frame."""
-    base = background(scene.width, scene.height, scene.backdrop)
     truth = SceneTruth(scene)
-    frames = []
+    write_clip(path, _scene_frames(scene, truth), scene.fps, audio, count=scene.frames)
+    return truth
+
+
+def _scene_frames(scene: Scene, truth: SceneTruth) -> Iterator[np.ndarray]:
+    """The frames of *scene*, one at a time, appending each frame's faces to *truth*."""
+    base = background(scene.width, scene.height, scene.backdrop)
     for i in range(scene.frames):
         canvas = base.copy()
         faces = []
@@ -255,6 +273,4 @@ def render_scene(scene: Scene, path: Path, audio: bool = False) -> SceneTruth:
             area = max(0, box[2] - box[0]) * max(0, box[3] - box[1])
             faces.append(FaceTruth(box=box, size=size, inside=min(1.0, area / full_area), walker=k))
         truth.faces.append(faces)
-        frames.append(canvas)
-    write_clip(path, frames, scene.fps, audio)
-    return truth
+        yield canvas
