@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from steps import engine
+from steps.audit import AuditResult, audit, audit_line
 from steps.containers import carries, container_for, output_name
 from steps.detections import SUFFIX as DETECTIONS_SUFFIX
 from steps.detections import DetectionsWriter
@@ -119,6 +120,9 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(detections_path),
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
+        if settings.audit:
+            report.audit = run_audit(source, output, settings.audit_every)
+            report.audit_findings = None if report.audit.error else report.audit.suspect_frames
     except AnonymizeError as exc:
         report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
     except OSError as exc:
@@ -151,6 +155,14 @@ def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
     except OSError:
         pass
     return None
+
+
+def run_audit(source: Path, output: Path, every: int) -> AuditResult:
+    """The audit of a finished output; its failure is recorded, it never undoes the anonymized video."""
+    try:
+        return audit(source, output, every)
+    except Exception as exc:  # noqa: BLE001 - the video is done; say why the audit is missing
+        return AuditResult(every=every, error=one_sentence(f"the audit could not run: {exc}"))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -224,6 +236,8 @@ def main(
         line += f": {report.error}"
     elif report.fps:
         line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_detected} faces)"
+    if report.audit is not None:
+        line += f"; audit: {audit_line(report.audit)}"
     typer.echo(line, err=True)
     raise typer.Exit(report.exit_code if report.status == "failed" else EXIT_OK)
 

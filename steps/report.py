@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from steps.audit import AuditResult
 from steps.fsutil import atomic_write_text
 
 REPORT_SUFFIX = ".report.json"
@@ -42,6 +43,10 @@ class VideoReport(BaseModel):
     tracks: Optional[int] = None
     #: The file listing every hidden box (steps.detections), beside this report.
     detections: Optional[str] = None
+    #: With --audit: what an independent detector found in the output (steps.audit), and the number
+    #: of suspect frames (what the summary counts).
+    audit: Optional[AuditResult] = None
+    audit_findings: Optional[int] = None
     video: dict[str, Any] = {}
     detector: dict[str, Any] = {}
     settings: dict[str, Any] = {}
