@@ -143,5 +143,5 @@ def audit(source: Path, output: Path, every: int = 1) -> AuditResult:
             flush()
     if batch:
         flush()
-    result.seconds = round(time.monotonic() - started, 2)
+    result.seconds = round(time.monotonic() - started, 3)
     return result
