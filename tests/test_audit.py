@@ -22,11 +22,13 @@ def test_an_untouched_video_is_all_leaks(tmp_path):
     result = audit(clip, clip, every=5)
     assert result.frames_checked == 5 and result.error is None
     assert result.input_faces >= 5 and result.leaks == result.suspects == result.output_faces == result.input_faces
+    assert result.suspect_frames == 5
     first = result.listed[0]
     assert first.in_input and first.time == pytest.approx(first.frame / 25) and len(first.box) == 4
+    assert "0.00s" in result.where_to_look()
 
 
-def test_run_with_audit_reports_no_leak_and_the_summary_says_where_to_look(tmp_path):
+def test_run_with_audit_reports_no_leak_and_the_summary_counts(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     make_sample_clip(inp / "faces.mp4", seconds=1, audio=False)
@@ -35,9 +37,10 @@ def test_run_with_audit_reports_no_leak_and_the_summary_says_where_to_look(tmp_p
     report = json.loads((out / "faces.mp4.report.json").read_text())
     assert report["audit"]["frames_checked"] == 9 and report["audit"]["input_faces"] >= 9
     assert report["audit"]["leaks"] == 0, report["audit"]["listed"]
+    assert report["audit_findings"] == report["audit"]["suspect_frames"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["audited"] == 1 and summary["totals"]["audit_leaks"] == 0
-    assert "## Audit" in (out / "summary.md").read_text()
+    assert summary["totals"]["audit_findings"] == report["audit_findings"]
+    assert summary["totals"]["audit_leaks"] == 0
 
 
 @needs_media
