@@ -258,10 +258,11 @@ class Tracker:
             if track.ended and track.frames[-1] + cfg.post_roll <= frame:
                 continue
             # Later frames use the last detection at or before frame + 1 (interpolation, post-roll),
-            # the one before it (velocity) and those within `smooth` frames of either.
+            # the one before it, those within `smooth` frames of either and those the velocity is fitted on.
             last = bisect.bisect_right(track.frames, frame + 1) - 1
             if last >= 1:
-                cut = min(last - 1, bisect.bisect_left(track.frames, track.frames[last - 1] - cfg.smooth))
+                oldest = min(track.frames[last - 1] - cfg.smooth, track.frames[last] - VELOCITY_FRAMES)
+                cut = min(last - 1, bisect.bisect_left(track.frames, oldest))
                 if cut > 0:
                     del track.frames[:cut]
                     del track.boxes[:cut]
