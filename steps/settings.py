@@ -163,8 +163,11 @@ def with_settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     params = [p for p in signature.parameters.values() if p.name != "settings"]
     names = list(Settings.model_fields)
     for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:  # on/off switches: --tracking / --no-tracking
+            flag += "/--no-" + name.replace("_", "-")
         option = typer.Option(
-            "--" + name.replace("_", "-"),
+            flag,
             help=field.description,
             envvar=(field.json_schema_extra or {}).get("env"),
             show_default=True,

@@ -5,20 +5,29 @@ placed, moved, zoomed, motion-blurred, entering and leaving the frame, 16 to 300
 and portrait frames), anonymizes each with the given settings, decodes the input and the
 output and compares them where the faces are and where they are not.
 
-Definitions (luma, the decoded input is the reference, so input compression does not count):
+Definitions (on luma; the decoded input is the reference, so the input's own compression does
+not count):
 
-- A **cell** of a face box is *changed beyond recognition* when the structural similarity
-  (SSIM, Wang et al. 2004, one window over the cell) between input and output is below
-  ``HIDDEN_SSIM`` (0.5). Each face box is cut into a 4x4 grid of cells, a cell is about the
-  size of an eye or a mouth. An untouched face scores about 0.9 per cell after x264 at its
-  default quality; under the default blur cells fall to about 0.1-0.3.
-- A face is **hidden** when cells covering at least ``HIDDEN_SHARE`` (80 %) of its box are
-  changed beyond recognition; **fully visible** when less than 20 % is. Only faces with at
-  least half of their box inside the frame count; their box is clipped to the frame.
-- Size buckets use the face box's height in pixels (its full height, even when clipped).
+- **Detail** is what a Gaussian blur of sigma = face height / 24 removes: structure finer than
+  about 4 cycles per face height (eyes, brows, nostrils, mouth, hairline). Recognising a face
+  relies on 8 to 16 cycles per face width (Costen, Parker & Craw 1996; Näsänen 1999), which
+  this band contains.
+- A pixel of a face box is **changed beyond recognition** when the output no longer carries the
+  input's detail there: SSIM's contrast-structure term between the two detail images, over a
+  Gaussian window of sigma = face height / 12 (about an eye), ``(2 cov + C) / (var_in + var_out
+  + C)`` with C = (0.01 * 255)^2, is below ``HIDDEN_SSIM`` (0.5). Pixels where the input has no
+  detail (local RMS under ``DETAIL_FLOOR``, 2 grey levels: flat skin, a plain wall) are left out:
+  there is nothing to recognise there, and a blur leaves a flat area flat.
+- A face is **hidden** when at least ``HIDDEN_SHARE`` (80 %) of the rest of its box is changed
+  beyond recognition; **fully visible** when less than ``VISIBLE_SHARE`` (20 %) is. Measured: an
+  untouched face scores 0 % after x264 at the default quality, a face under the default blur
+  85 to 100 % (the corners of its box lie outside the ellipse). Only faces with at least half
+  of their box inside the frame count; their box is clipped to the frame.
+- Size buckets use the face box's height in pixels (its full height, even when clipped). The
+  ground-truth boxes are generous: hairline (or some hair) to below the chin, ear to ear.
 - **Over-blur** is the share of pixels away from every face (outside each face box grown to
   ``AWAY_SCALE`` times its size, plus ``AWAY_MARGIN`` pixels) whose local SSIM (7x7 Gaussian
-  window) falls below the same 0.5: the picture that was damaged without need.
+  window, sigma 1.5) falls below the same 0.5: picture damaged without need.
 """
 
 from __future__ import annotations
