@@ -22,10 +22,13 @@ COPY steps ./steps
 COPY workflows ./workflows
 
 # onnxruntime (CPU) and onnxruntime-gpu install the same module: keep only the GPU build.
+# facenet-pytorch (MTCNN, the --audit pass) pins torch<2.3 in its metadata but runs on this torch:
+# installed without its pins, as scripts/install.sh does.
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && pip install -c constraints.txt ".[yolo]" \
     && pip uninstall -y onnxruntime \
-    && pip install -c constraints.txt onnxruntime-gpu
+    && pip install -c constraints.txt onnxruntime-gpu \
+    && pip install --no-deps "facenet-pytorch==2.6.0"
 
 # Never root: the workflow pods also set runAsNonRoot, runAsUser 10001 and a read-only root filesystem.
 RUN groupadd --gid 10001 anonymizer \

@@ -19,7 +19,10 @@ from typing import Optional
 import typer
 
 from steps import accel, engine
+from steps.audit import AuditResult, audit, audit_line
 from steps.containers import SEGMENT, carries, container_for, output_name
+from steps.detections import SUFFIX as DETECTIONS_SUFFIX
+from steps.detections import DetectionsWriter
 from steps.detectors import Detector, load
 from steps.errors import (
     EXIT_OK,
@@ -46,7 +49,7 @@ from steps.manifest import Manifest
 from steps.outputs import write_outputs
 from steps.probe import check_readable, probe
 from steps.progress import StepProgress
-from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for
+from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for, sibling_path
 from steps.segments import Span, parse_work_item, segment_file, segment_folder, segment_report, spans
 from steps.settings import Settings, with_settings_options
 from steps.thumbnails import FaceFrameSampler, thumbnails_path_for
@@ -75,10 +78,12 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     """
     started, clock = now(), time.monotonic()
     segment = SegmentFacts(index=span.index, count=span.count, start=span.start, end=span.end) if span else None
+    audit_seconds = 0.0
     report = VideoReport(status="failed", input=InputFacts(path=display_path or str(source)), started_at=started,
                          settings=settings.model_dump(mode="json"), settings_digest=settings.digest(),
                          attempt=attempt, segment=segment)
     tmp: Optional[Path] = None
+    detections: Optional[DetectionsWriter] = None
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
             raise PermanentError("the output would be written into the input tree; choose another output folder")
@@ -123,8 +128,10 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         # mistake an older report for this run's result.
         report.model_copy(update={"status": "running"}).save(report_path)
         sampler = FaceFrameSampler()
+        detections = DetectionsWriter(sibling_path(report_path, DETECTIONS_SUFFIX))
         stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name, on_frame=sampler, span=span, video_path=video_path)
+                           name=output.name, on_frame=sampler, detections=detections, span=span,
+                           video_path=video_path)
         declared = info.video.nb_frames
         if span is None and declared and stats.frames < declared:
             raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
@@ -137,17 +144,24 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
                 raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
             os.replace(tmp, output)
             tmp = None
+        detections_path = detections.commit()
+        detections = None
         report = report.model_copy(update={
             "status": "done", "output": str(output) if output else None, "frames_in": stats.frames,
             "frames_out": frames_out,
             # A segment's frames reach the video only at the join: no strip of its own.
             "thumbnails": _write_thumbnails(sampler, output) if output and span is None else None,
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
+            "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(detections_path),
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         })
         if stats.batch_after_oom:
             report.note = (f"the detector ran out of memory with {settings.batch} frames per batch; it went on with "
                            f"{stats.batch_after_oom}")
+        if settings.audit and output is not None and span is None:
+            report.audit = run_audit(source, output, settings.audit_every)
+            report.audit_findings = None if report.audit.error else report.audit.suspect_frames
+            audit_seconds = report.audit.seconds
     except AnonymizeError as exc:
         report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
     except OSError as exc:
@@ -160,10 +174,13 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
     finally:
         remove_quietly(tmp)
+        if detections is not None:
+            detections.discard()
     elapsed = time.monotonic() - clock
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
-    if report.status == "done" and report.frames_out:
-        report.fps = round(report.frames_out / elapsed, 2) if elapsed > 0 else None
+    if report.status == "done" and report.frames_out:  # the anonymization's speed, without the audit
+        working = elapsed - audit_seconds
+        report.fps = round(report.frames_out / working, 2) if working > 0 else None
     save_final_report(report, report_path)
     return report
 
@@ -198,6 +215,16 @@ def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
     except OSError:
         pass
     return None
+
+
+def run_audit(source: Path, output: Path, every: int) -> AuditResult:
+    """The audit of a finished output; its failure is recorded, it never undoes the anonymized video."""
+    started = time.monotonic()
+    try:
+        return audit(source, output, every)
+    except Exception as exc:  # noqa: BLE001 - the video is done; say why the audit is missing
+        return AuditResult(every=every, error=one_sentence(f"the audit could not run: {exc}"),
+                           seconds=round(time.monotonic() - started, 3))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -308,6 +335,8 @@ def main(
         line += f": {report.error}"
     elif report.fps:
         line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_detected} faces)"
+    if report.audit is not None:
+        line += f"; audit: {audit_line(report.audit)}"
     typer.echo(line, err=True)
     raise typer.Exit(report.exit_code if report.status == "failed" else EXIT_OK)
 

@@ -1,9 +1,11 @@
-"""The frame pipeline for one video: decode -> detect -> hide -> encode, as concurrent stages.
+"""The frame pipeline for one video: decode -> detect -> track -> hide -> encode, as concurrent stages.
 
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
 frames from the decoder, a detector thread runs the model on batches of small copies, and
-the calling thread hides the faces and feeds the encoder. Bounded queues link the stages,
-so memory stays the same whatever the video's length and the slowest stage sets the pace.
+the calling thread links detections into tracks, hides the faces and feeds the encoder.
+The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
+frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
+the video's length and the slowest stage sets the pace.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ import numpy as np
 
 from steps import accel
 from steps.containers import Container
+from steps.detections import DetectionsWriter
 from steps.detectors import Detector
 from steps.detectors.oom import HalvingOnOutOfMemory
 from steps.errors import AnonymizeError, PermanentError
@@ -28,6 +32,7 @@ from steps.probe import MediaInfo
 from steps.redact import hide
 from steps.segments import Span
 from steps.settings import Settings
+from steps.tracking import DETECTED, SOURCE, Tracker, TrackerConfig
 
 #: Called after each frame with (frames done, frames expected or None).
 Progress = Callable[[int, Optional[int]], None]
@@ -43,6 +48,7 @@ class Stats:
     - decode: waiting for the ffmpeg decoder's next frame and demuxing it (not the time the reader
       was held back because the stages after it were full);
     - detect: the detector's calls (input preparation, model, boxes);
+    - track: linking the detections into tracks and deciding each frame's boxes (steps.tracking);
     - hide: hiding the faces in the picture;
     - encode: handing frames to the ffmpeg encoder (it blocks while the encoder is behind) and its final flush.
 
@@ -52,11 +58,20 @@ class Stats:
 
     frames: int = 0
     frames_with_faces: int = 0
-    faces: int = 0
+    faces: int = 0  # boxes the detector found and that were hidden
+    boxes_hidden: int = 0  # with the boxes tracking added (gaps, pre/post-roll)
+    tracks: int = 0
     #: Frames per detector call after running out of memory once (steps.detectors.oom); None if it never did.
     batch_after_oom: Optional[int] = None
-    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "hide": 0.0,
-                                                                "encode": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "track": 0.0,
+                                                                "hide": 0.0, "encode": 0.0})
+
+
+def tracker_config(settings: Settings) -> TrackerConfig:
+    """The tracker the settings ask for."""
+    return TrackerConfig(enabled=settings.tracking, threshold=settings.threshold,
+                         keep_threshold=min(settings.keep_threshold, settings.threshold), max_gap=settings.max_gap,
+                         pre_roll=settings.pre_roll, post_roll=settings.post_roll, smooth=settings.smooth)
 
 
 class _Stage(threading.Thread):
@@ -95,11 +110,12 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
         threads: int = 0, progress: Optional[Progress] = None, name: str = "",
-        on_frame: Optional[FrameHook] = None, span: Optional[Span] = None,
-        video_path: Optional[accel.VideoPath] = None) -> Stats:
+        on_frame: Optional[FrameHook] = None, detections: Optional[DetectionsWriter] = None,
+        span: Optional[Span] = None, video_path: Optional[accel.VideoPath] = None) -> Stats:
     """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
 
     *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
+    Every hidden box is also written to *detections* when given.
     With a *span*, only that segment's frames (see steps.segments); a span without frames
     writes nothing and returns zero frames.
     *video_path* says how ffmpeg decodes and encodes (default: the fastest that works here, see steps.accel).
@@ -108,6 +124,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     width, height = info.video.display_size
     det_size = detector.input_size(width, height)
     stats = Stats()
+    tracker = Tracker(tracker_config(settings))
+    waiting: deque[Frame] = deque()  # frames whose boxes the tracker has not decided yet
     expected = info.video.nb_frames or (round(info.duration * info.fps) if info.duration and info.fps else None)
     if span is not None:
         expected = round(span.seconds * info.fps) if span.seconds and info.fps else None
@@ -115,7 +133,6 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span)
-    encoder: Optional[Encoder] = None
 
     def read() -> None:
         frames: Iterator[Frame] = decoder.frames()
@@ -151,6 +168,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 stats.seconds["detect"] += time.perf_counter() - started
                 sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
                 for frame, boxes in zip(batch, found):
+                    frame.small = None  # the detector's copy is not needed any more
                     scaled = boxes.copy()
                     scaled[:, [0, 2]] *= sx
                     scaled[:, [1, 3]] *= sy
@@ -159,6 +177,40 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         _put(detected, _END, stop)
 
     stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop)]
+    encoder: Optional[Encoder] = None
+
+    def emit(index: int, boxes) -> None:
+        """Hide *boxes* in the oldest waiting frame (frame *index*) and encode it."""
+        nonlocal encoder
+        frame = waiting.popleft()
+        if frame.index != index:
+            raise RuntimeError(f"the tracker decided frame {index} while frame {frame.index} was next")
+        if encoder is None:  # the decoder's time base is known once the first frame arrived
+            encoder = Encoder(info, output, container, decoder.width, decoder.height,
+                              decoder.time_base, decoder.rate,
+                              EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
+        started = time.perf_counter()
+        if len(boxes):
+            hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
+            stats.frames_with_faces += 1
+            stats.boxes_hidden += len(boxes)
+            stats.faces += int((boxes[:, SOURCE] == DETECTED).sum())
+            if detections is not None:
+                detections.write(frame.index, frame.pts, decoder.time_base, boxes)
+        if on_frame:
+            on_frame(frame, boxes)
+        stats.seconds["hide"] += time.perf_counter() - started
+        started = time.perf_counter()
+        encoder.write(frame)
+        stats.seconds["encode"] += time.perf_counter() - started
+        stats.frames += 1
+        if progress:
+            progress(stats.frames, expected)
+
+    def emit_all(decided: list) -> None:
+        for index, boxes in decided:
+            emit(index, boxes)
+
     try:
         for stage in stages:
             stage.start()
@@ -167,24 +219,14 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             if item is _END:
                 break
             frame, boxes = item
-            if encoder is None:  # the decoder's time base is known once the first frame arrived
-                encoder = Encoder(info, output, container, decoder.width, decoder.height,
-                                  decoder.time_base, decoder.rate,
-                                  EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
+            waiting.append(frame)
             started = time.perf_counter()
-            if len(boxes):
-                hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
-                stats.frames_with_faces += 1
-                stats.faces += len(boxes)
-            if on_frame:
-                on_frame(frame, boxes)
-            stats.seconds["hide"] += time.perf_counter() - started
-            started = time.perf_counter()
-            encoder.write(frame)
-            stats.seconds["encode"] += time.perf_counter() - started
-            stats.frames += 1
-            if progress:
-                progress(stats.frames, expected)
+            decided = tracker.push(frame.index, boxes)
+            stats.seconds["track"] += time.perf_counter() - started
+            emit_all(decided)
+        if not stop.is_set():
+            emit_all(tracker.finish())
+        stats.tracks = tracker.tracks_started
         if stop.is_set():  # a stage failed: unblock the others before collecting its error
             decoder.kill()
         for stage in stages:

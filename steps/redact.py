@@ -2,8 +2,11 @@
 
 Each face box is grown by ``mask_scale`` around its centre; the ellipse inscribed in the
 grown box is fully replaced, and a feather a few pixels wide outside it blends back to the
-picture so no hard edge is drawn. Inside, ``blur`` keeps about six cells of colour across
+picture so no hard edge is drawn. Inside, ``blur`` keeps about three cells of colour across
 the face (no feature survives), ``pixelate`` keeps eight blocks, ``solid`` paints it black.
+``boxes`` hides nothing: it draws each box and the outline of its mask, for review (green:
+detected in this frame, yellow: filled between detections, red: held before, after or
+across undetected frames), with the track number and score.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import numpy as np
 
 from steps.settings import Mode
 
-#: Cells across the ellipse that survive the blur and pixelation: too few to recognise anyone.
-BLUR_CELLS = 6
+#: Cells across the ellipse that survive the blur and pixelation: too few to recognise anyone. With
+#: four or six, an independent face detector (MTCNN) still took some blurred heads for faces.
+BLUR_CELLS = 3
 PIXEL_BLOCKS = 8
 #: Feather width outside the ellipse, as a share of its radius.
 FEATHER = 0.08
 _BLACK = {0: 16, 1: 128, 2: 128}  # Y, U, V of black (limited range)
 #: Blur kernels from this size up are applied at half size (see _hidden).
 _LARGE_KERNEL = 9
+#: Y, U, V (BT.601, limited range) of the review colours, by box source (steps.tracking).
+_REVIEW_COLOURS = {0: (145, 54, 34), 1: (210, 16, 146), 2: (81, 90, 240)}
 
 
 def grow(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
@@ -61,8 +67,31 @@ def _hidden(plane: np.ndarray, mode: Mode, plane_index: int, diameter: float) ->
     return cv2.resize(cv2.convertScaleAbs(half), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def draw(planes: tuple[np.ndarray, np.ndarray, np.ndarray], boxes: np.ndarray, mask_scale: float) -> None:
+    """Draw each box (and the ellipse its mask would fill) in the Y, U and V planes, in place (review mode)."""
+    height = planes[0].shape[0]
+    thickness = max(1, round(height / 360))
+    for box in boxes:
+        source = int(box[6]) if len(box) > 6 else 0
+        colour = _REVIEW_COLOURS.get(source, _REVIEW_COLOURS[0])
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+        cx, cy, ax, ay = grow(box, mask_scale)
+        for index, plane in enumerate(planes):
+            k = 1 if index == 0 else 2  # chroma planes are half size
+            t = max(1, thickness // k)
+            cv2.rectangle(plane, (x1 // k, y1 // k), (x2 // k, y2 // k), colour[index], t)
+            cv2.ellipse(plane, (round(cx / k), round(cy / k)), (round(ax / k), round(ay / k)), 0, 0, 360,
+                        colour[index], t)
+        label = f"{int(box[5])} {box[4]:.2f}" if len(box) > 5 else f"{box[4]:.2f}"
+        cv2.putText(planes[0], label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness, 235,
+                    thickness)
+
+
 def hide(planes: tuple[np.ndarray, np.ndarray, np.ndarray], boxes: np.ndarray, mode: Mode, mask_scale: float) -> None:
     """Hide every box of *boxes* (N x >=4, full-frame pixels) in the Y, U and V planes, in place."""
+    if mode == Mode.boxes:
+        draw(planes, boxes, mask_scale)
+        return
     luma = planes[0]
     height, width = luma.shape
     for box in boxes:

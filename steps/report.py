@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from steps.audit import AuditResult
 from steps.fsutil import atomic_write_text, to_json
 
 REPORT_SUFFIX = ".report.json"
@@ -50,6 +51,15 @@ class VideoReport(BaseModel):
     frames_out: Optional[int] = None
     frames_with_faces: Optional[int] = None
     faces_detected: Optional[int] = None
+    #: With tracking, more boxes are hidden than detected (gaps filled, pre- and post-roll).
+    boxes_hidden: Optional[int] = None
+    tracks: Optional[int] = None
+    #: The file listing every hidden box (steps.detections), beside this report.
+    detections: Optional[str] = None
+    #: With --audit: what an independent detector found in the output (steps.audit), and the number
+    #: of suspect frames (what the summary counts).
+    audit: Optional[AuditResult] = None
+    audit_findings: Optional[int] = None
     video: dict[str, Any] = {}
     #: How the output differs from the input beyond the hidden faces: streams dropped, picture converted
     #: (steps.fidelity). Empty: every frame, audio and subtitle stream and the picture format are kept.
@@ -106,3 +116,10 @@ class VideoReport(BaseModel):
 def report_path_for(output_root: Path, relative: str) -> Path:
     """Where the report of the input at *relative* (to the input root) lives."""
     return output_root / (relative + REPORT_SUFFIX)
+
+
+def sibling_path(report_path: Path, suffix: str) -> Path:
+    """A file that belongs with a report (same name, *suffix* instead of ``.report.json``)."""
+    name = report_path.name
+    stem = name[: -len(REPORT_SUFFIX)] if name.endswith(REPORT_SUFFIX) else name
+    return report_path.with_name(stem + suffix)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ENV_PREFIX = "ANON_"
 
@@ -28,10 +28,16 @@ class DetectorName(str, Enum):
     yolo = "yolo"
 
 
+class Target(str, Enum):
+    face = "face"
+    person = "person"
+
+
 class Mode(str, Enum):
     blur = "blur"
     pixelate = "pixelate"
     solid = "solid"
+    boxes = "boxes"  # review: draws the detections, hides nothing
 
 
 def _env(name: str, *extra: str) -> dict[str, Any]:
@@ -53,21 +59,37 @@ class Settings(BaseModel):
         description="Model weights for --detector yolo (a .pt or .onnx file).",
         json_schema_extra=_env("model", "MODEL_WEIGHT"),
     )
+    target: Target = Field(
+        Target.face, description="With --detector yolo: face (a face model's boxes) or person (a COCO model's person "
+                                 "class: the head region is hidden, or the whole body with --whole-person).",
+        json_schema_extra=_env("target"))
+    whole_person: bool = Field(False, description="With --target person: hide the whole body, not only the head.",
+                               json_schema_extra=_env("whole_person"))
     threshold: float = Field(
         0.3, ge=0.01, le=0.99,
         description="Detection score threshold: lower finds more faces and more false positives.",
         json_schema_extra=_env("threshold"),
     )
+    min_face: int = Field(
+        16, ge=4, le=512,
+        description="Height in pixels of the smallest face to find: the detector sees each frame scaled so such a "
+                    "face is large enough for it (smaller: slower; larger: faster, small faces missed).",
+        json_schema_extra=_env("min_face"),
+    )
     det_max_side: int = Field(
-        640, ge=64, le=4096,
-        description="Longest side, in pixels, of the copy of each frame the detector sees.",
+        1920, ge=64, le=8192,
+        description="Longest side the detector sees at once: larger frames are cut into overlapping tiles of this "
+                    "size, plus one shrunk pass for large faces (or shrunk to it, with --no-det-tiles).",
         json_schema_extra=_env("det_max_side"),
     )
+    det_tiles: bool = Field(True, description="Tile copies larger than --det-max-side instead of shrinking them.",
+                            json_schema_extra=_env("det_tiles"))
     mode: Mode = Field(
-        Mode.blur, description="How faces are hidden: blur, pixelate or solid.", json_schema_extra=_env("mode")
+        Mode.blur, description="How faces are hidden: blur, pixelate or solid; boxes draws the detections instead "
+                               "(review only: it hides nothing).", json_schema_extra=_env("mode")
     )
     mask_scale: float = Field(
-        1.3, ge=1.0, le=3.0, description="Grow each face box by this factor before masking it with an ellipse.",
+        1.5, ge=1.0, le=3.0, description="Grow each face box by this factor before masking it with an ellipse.",
         json_schema_extra=_env("mask_scale"),
     )
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality, bigger files).",
@@ -75,6 +97,36 @@ class Settings(BaseModel):
     preset: str = Field("veryfast", description="x264 preset (ultrafast ... veryslow).",
                         json_schema_extra=_env("preset"))
     batch: int = Field(4, ge=1, le=256, description="Frames per detector call.", json_schema_extra=_env("batch"))
+    tracking: bool = Field(
+        True, description="Follow faces across frames: fill gaps, pre/post-roll, smoothing (--no-tracking: each "
+                          "frame on its own).", json_schema_extra=_env("tracking"))
+    keep_threshold: float = Field(
+        0.1, ge=0.01, le=0.99,
+        description="With tracking: a weaker detection, down to this score, still continues a face's track.",
+        json_schema_extra=_env("keep_threshold"))
+    max_gap: int = Field(
+        10, ge=0, le=250, description="With tracking: frames a face may go undetected and still be hidden "
+                                      "(interpolated) when it is found again.", json_schema_extra=_env("max_gap"))
+    pre_roll: int = Field(4, ge=0, le=250, description="With tracking: frames hidden before a face is first found.",
+                          json_schema_extra=_env("pre_roll"))
+    post_roll: int = Field(6, ge=0, le=250, description="With tracking: frames hidden after a face is last found.",
+                           json_schema_extra=_env("post_roll"))
+    smooth: int = Field(2, ge=0, le=50, description="With tracking: boxes averaged over this many frames either "
+                                                     "side, so the blur does not jitter.",
+                        json_schema_extra=_env("smooth"))
+    audit: bool = Field(False, description="After writing each video, look for faces left visible with an "
+                                           "independent detector (MTCNN) and list the suspect frames in the report.",
+                        json_schema_extra=_env("audit"))
+    audit_every: int = Field(1, ge=1, le=1000, description="With --audit: check every Nth frame.",
+                             json_schema_extra=_env("audit_every"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.detector == DetectorName.yolo and self.model is None:
+            raise ValueError("--detector yolo needs --model PATH (or the MODEL_WEIGHT environment variable)")
+        if self.detector == DetectorName.centerface and self.target != Target.face:
+            raise ValueError("--target person needs --detector yolo with a COCO-style model")
+        return self
 
     def digest(self) -> str:
         """A short hash of the settings, recorded in reports: a re-run with other settings redoes the video."""
@@ -93,8 +145,11 @@ class Settings(BaseModel):
         """The command-line options that reproduce these settings."""
         args: list[str] = []
         for name, value in self.model_dump(mode="json").items():
-            if value is not None:
-                args += ["--" + name.replace("_", "-"), str(value)]
+            option = name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(f"--{option}" if value else f"--no-{option}")
+            elif value is not None:
+                args += ["--" + option, str(value)]
         return args
 
 
@@ -108,8 +163,11 @@ def with_settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     params = [p for p in signature.parameters.values() if p.name != "settings"]
     names = list(Settings.model_fields)
     for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:  # on/off switches: --tracking / --no-tracking
+            flag += "/--no-" + name.replace("_", "-")
         option = typer.Option(
-            "--" + name.replace("_", "-"),
+            flag,
             help=field.description,
             envvar=(field.json_schema_extra or {}).get("env"),
             show_default=True,

@@ -50,6 +50,11 @@ class Row(BaseModel):
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     thumbnails: Optional[str] = None
+    #: The file listing every hidden box (steps.detections).
+    detections: Optional[str] = None
+    #: With --audit: suspect faces also found at the same place in the input, and the first times to look at.
+    audit_leaks: Optional[int] = None
+    audit_where: Optional[str] = None
 
     @property
     def retries(self) -> Optional[int]:
@@ -80,12 +85,16 @@ def row_for(path: str, report: Optional[VideoReport]) -> Row:
     audit = getattr(report, "audit_findings", None)
     accel = getattr(report, "accel", None) or {}
     device = ("gpu" if accel.get("gpu") else "cpu") if accel else None
-    return Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_detected,
-               frames_with_faces=report.frames_with_faces, fps=report.fps, seconds=report.wall_seconds,
-               duration=report.video.get("duration"), output=report.output, error=report.error,
-               error_kind=report.error_kind, attempts=report.attempt, audit_findings=audit,
-               device=device, started_at=report.started_at, finished_at=report.finished_at,
-               thumbnails=report.thumbnails)
+    row = Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_detected,
+              frames_with_faces=report.frames_with_faces, fps=report.fps, seconds=report.wall_seconds,
+              duration=report.video.get("duration"), output=report.output, error=report.error,
+              error_kind=report.error_kind, attempts=report.attempt, audit_findings=audit,
+              device=device, started_at=report.started_at, finished_at=report.finished_at,
+              thumbnails=report.thumbnails, detections=report.detections)
+    if report.audit is not None:
+        row.audit_leaks = report.audit.leaks if not report.audit.error else None
+        row.audit_where = report.audit.error or report.audit.where_to_look()
+    return row
 
 
 def _time(text: Optional[str]) -> Optional[datetime]:
@@ -131,6 +140,9 @@ def summarize(manifest: Manifest, output_root: Path) -> Summary:
         "audit_findings": sum(audited) if audited else None,
         "ignored_files": len(manifest.ignored),
     }
+    leaks = [r.audit_leaks for r in rows if r.audit_leaks is not None]
+    if leaks:  # with the audit pass of steps.audit: suspect faces also found in the input
+        totals["audit_leaks"] = sum(leaks)
     return Summary(created_at=now(), input_root=manifest.input_root, output_root=str(output_root), totals=totals,
                    rows=rows, ignored=[i.model_dump() for i in manifest.ignored])
 
@@ -158,6 +170,14 @@ def to_markdown(summary: Summary) -> str:
         lines.append(f"| {_cell(r.path)} | {r.status} | {_cell(r.frames)} | {_cell(r.faces)} | {_cell(r.fps)} | "
                      f"{_cell(r.seconds)} | {_cell(r.retries)} | {audit_text(r.audit_findings)} | "
                      f"{_cell(r.error)} |")
+    suspects = [r for r in summary.rows if r.audit_where]
+    if suspects:
+        lines += ["", "## Audit: where an independent detector (MTCNN) still finds a face in the output", "",
+                  f"{audit_text(t['audit_findings'])} in all, {t.get('audit_leaks', 0)} faces also found at the same "
+                  "place in the input (most likely left visible). Look at these times:", "",
+                  "| video | suspect frames | also in the input | where to look |", "|---|---:|---:|---|"]
+        lines += [f"| {_cell(r.path)} | {_cell(r.audit_findings)} | {_cell(r.audit_leaks)} | {_cell(r.audit_where)} |"
+                  for r in suspects]
     if summary.ignored:
         lines += ["", f"## Files passed over ({len(summary.ignored)})", "", "| file | reason |", "|---|---|"]
         lines += [f"| {_cell(i['path'])} | {_cell(i['reason'])} |" for i in summary.ignored]

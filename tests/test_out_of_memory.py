@@ -37,7 +37,7 @@ class TightGpu(Detector):
     def input_size(self, width, height):
         return 64, 36
 
-    def detect(self, images):
+    def infer(self, images):
         self.calls.append(len(images))
         if len(self.calls) == 1:
             time.sleep(self.first_call_seconds)  # lets the decoder fill the queue: the next batches are full
@@ -70,7 +70,7 @@ def test_a_second_out_of_memory_is_transient():
 
 def test_other_errors_pass_through():
     class Broken(TightGpu):
-        def detect(self, images):
+        def infer(self, images):
             raise ValueError("a bug, not memory")
 
     with pytest.raises(ValueError):

@@ -8,7 +8,9 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from steps.anonymize import anonymize_file
+from steps.detections import COLUMNS, read_detections
 from steps.settings import Mode, Settings
+from steps.tracking import iou_matrix
 from tests import helpers as h
 from workflows.synthetic import make_sample_clip
 
@@ -23,7 +25,7 @@ def clip(tmp_path_factory):
     return folder / "faces.mp4", truth
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", [m for m in Mode if m != Mode.boxes])
 def test_every_face_box_is_changed_and_far_pixels_are_not(clip, tmp_path, mode):
     path, truth = clip
     out = tmp_path / "anon.mp4"
@@ -54,3 +56,37 @@ def test_blur_is_strong_enough_to_remove_facial_detail(clip, tmp_path):
             detail_before = cv2.Laplacian(cv2.cvtColor(before[i][y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
             detail_after = cv2.Laplacian(cv2.cvtColor(after[i][y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
             assert detail_after < 0.2 * detail_before
+
+
+def test_boxes_mode_draws_the_detections_and_hides_nothing(clip, tmp_path):
+    path, truth = clip
+    out = tmp_path / "review.mp4"
+    assert anonymize_file(path, out, tmp_path / "report.json", Settings(mode=Mode.boxes)).status == "done"
+    before, after = h.read_frames(path), h.read_frames(out)
+    for i in (0, len(truth) // 2, len(truth) - 1):
+        gray_before = cv2.cvtColor(before[i], cv2.COLOR_BGR2GRAY)
+        gray_after = cv2.cvtColor(after[i], cv2.COLOR_BGR2GRAY)
+        for x1, y1, x2, y2 in truth[i]:
+            w, hh = x2 - x1, y2 - y1  # the middle of the face is left as it was
+            middle = (slice(y1 + hh // 4, y2 - hh // 4), slice(x1 + w // 4, x2 - w // 4))
+            assert structural_similarity(gray_before[middle], gray_after[middle], data_range=255) > 0.8
+            around = (slice(max(0, y1 - hh), y2 + hh), slice(max(0, x1 - w), x2 + w))
+            drawn = np.abs(before[i][around].astype(int) - after[i][around].astype(int)).max(axis=2) > 60
+            assert drawn.sum() > w, f"frame {i}: no outline drawn around {x1, y1, x2, y2}"
+
+
+def test_every_hidden_box_is_exported_beside_the_report(clip, tmp_path):
+    path, truth = clip
+    report = anonymize_file(path, tmp_path / "anon.mp4", tmp_path / "anon.mp4.report.json", Settings())
+    assert report.status == "done"
+    assert report.detections == str(tmp_path / "anon.mp4.detections.csv.gz")
+    rows = read_detections(tmp_path / "anon.mp4.detections.csv.gz")
+    assert list(rows[0]) == COLUMNS and len(rows) == report.boxes_hidden >= report.faces_detected > 0
+    times = {int(r["frame"]): float(r["time"]) for r in rows}
+    assert all(abs(times[i] - i / 25) < 1e-3 for i in times)
+    for i, faces in enumerate(truth):
+        boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in rows if int(r["frame"]) == i])
+        assert len(boxes) >= len(faces)
+        assert (iou_matrix(np.array(faces, float), boxes).max(axis=1) > 0.4).all(), f"frame {i}"
+    assert {r["source"] for r in rows} <= {"detected", "filled", "held"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]

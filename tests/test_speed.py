@@ -116,7 +116,7 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert clip["ratio"] == pytest.approx(clip["fps"] / clip["floor_fps"], rel=0.01)
     assert clip["speedup_vs_deface"] == pytest.approx(clip["fps"] / clip["deface_fps"], rel=0.01)
     assert clip["process_fps"] <= clip["fps"]  # the process also starts the interpreter
-    assert set(clip["stage_seconds"]) == {"decode", "detect", "hide", "encode"}
+    assert set(clip["stage_seconds"]) == {"decode", "detect", "track", "hide", "encode"}
     for run in (clip["anonymizer"], clip["floor"], clip["deface"]):
         assert run["returncode"] == 0 and run["seconds"] > 0 and run["peak_rss_mb"] > 10
     # The anonymizer's tree: Python, its ffmpeg decoder and encoder, each with its CPU time.

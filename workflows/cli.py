@@ -109,6 +109,34 @@ def anonymize(
                   f"{result.faces_detected} faces, {result.fps} fps). Report: {escape(str(report_path))}")
 
 
+@app.command("eval")
+@with_settings_options
+def eval_(
+    settings: Settings,
+    suite: str = typer.Option("full", help="Which clips: quick (three small clips, what CI runs) or full."),
+    workdir: Optional[Path] = typer.Option(None, help="Keep the clips, outputs and reports here [default: a "
+                                                     "temporary folder]."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the measures to this JSON file."),
+) -> None:
+    """Measure what the anonymizer leaves visible, on labelled clips built from public-domain photos."""
+    from workflows.evaluate import SUITES, run_eval, save
+
+    if suite not in SUITES:
+        console.print(f"[red]error:[/] unknown suite {suite!r} (choose {', '.join(SUITES)})")
+        raise typer.Exit(EXIT_USAGE)
+
+    def progress(clip) -> None:
+        hidden = sum(f.hidden for f in clip.faces)
+        blur = clip.away_changed / clip.away_pixels if clip.away_pixels else 0.0
+        console.print(f"{clip.name}: {hidden}/{len(clip.faces)} faces hidden, over-blur {100 * blur:.2f} %, "
+                      f"{clip.fps} fps")
+
+    evaluation = run_eval(settings, suite, workdir, progress)
+    if json_out is not None:
+        save(evaluation, json_out)
+    typer.echo(evaluation.markdown())
+
+
 @app.command()
 def sample(
     folder: Path = typer.Argument(Path("sample/input"), help="Where to write the sample clip."),
@@ -311,14 +339,14 @@ def bench(
     table = Table(title=f"{results.machine['cpu']} ({results.machine['cores']} cores)"
                         + (f", {results.machine['gpu']}" if results.machine.get("gpu") else ""))
     for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *(("deface fps", "x deface") if deface
-                   else ()), "busy s dec/det/hide/enc", "CPU s py/dec/enc", "CPU ms/frame", "peak MB"):
+                   else ()), "busy s dec/det/trk/hide/enc", "CPU s py/dec/enc", "CPU ms/frame", "peak MB"):
         table.add_column(column, justify="left" if column == "clip" else "right")
     for r in results.clips:
         st, cpu = r.stage_seconds, r.anonymizer.cpu_seconds
         row = [r.clip, f"{r.width}x{r.height}", str(r.frames), f"{r.fps:.1f}", f"{r.floor_fps:.1f}", f"{r.ratio:.2f}"]
         if deface:
             row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
-        row += ["/".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "hide", "encode")),
+        row += ["/".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "track", "hide", "encode")),
                 "/".join(f"{cpu.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")),
                 f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}"]
         table.add_row(*row)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Sequence
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from steps.detectors import runtime
-from steps.detectors.base import NO_BOXES, Boxes, Detector, fit_size, nms
+from steps.detectors.base import NO_BOXES, Boxes, Detector, Resolution, nms
 
 _INPUT = "input.1"
 _OUTPUTS = {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
@@ -43,19 +44,17 @@ class CenterFace(Detector):
     name = "centerface"
     stride = 32  # the network needs picture sizes divisible by 32
 
-    def __init__(self, threshold: float = 0.3, max_side: int = 640, threads: int = 0,
+    def __init__(self, threshold: float = 0.3, resolution: Resolution = Resolution(), threads: int = 0,
                  providers: Sequence[str] | None = None):
         # ONNX Runtime (CPU or its GPU providers) or torch on CUDA: see steps.detectors.runtime.
         self.runner = runtime.load(model_bytes(), threads, providers)
-        self.threshold, self.max_side = threshold, max_side
-
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        return fit_size(width, height, self.max_side)
+        self.threshold, self.resolution = threshold, resolution
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.runner.describe(), "threshold": self.threshold, "max_side": self.max_side}
+        return {"name": self.name, **self.runner.describe(), "threshold": self.threshold,
+                "resolution": asdict(self.resolution)}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Boxes]:
+    def infer(self, images: Sequence[np.ndarray]) -> list[Boxes]:
         if not images:
             return []
         h, w = images[0].shape[:2]

@@ -1,0 +1,147 @@
+"""The audit pass: an independent face detector looks at the finished output for faces left visible.
+
+MTCNN (``facenet-pytorch``; its weights ship in the wheel) is a different model from the
+one that found the faces, so its misses are not the same. It runs on the output and, at the
+same frames, on the input. Every face it finds in the output with a probability of at least
+``PROBABILITY`` is a **suspect** (frame, time, box, probability), listed in the report for a
+person to look at. A suspect that matches a face MTCNN also finds at the same place in the
+input (IoU >= ``MATCH_IOU``) is a **leak**: most likely a real face left visible. A suspect
+without one is most likely a blur shape MTCNN takes for a face. The goal, which the tests
+check on the shared clips: no leaks.
+
+Both videos are decoded by the same code as the anonymizer's (steps.ffio), at a size whose
+longest side is at most ``MAX_SIDE`` (MTCNN's smallest face is ``MIN_FACE`` pixels there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from pydantic import BaseModel
+
+from steps.detectors.base import fit_size
+from steps.ffio import Decoder, Frame
+from steps.probe import MediaInfo, probe
+from steps.tracking import iou_matrix
+
+PROBABILITY = 0.9
+MATCH_IOU = 0.3
+MAX_SIDE = 1280
+MIN_FACE = 20
+BATCH = 8
+#: Suspects listed in a report (the count is always complete).
+LISTED = 200
+
+
+class Suspect(BaseModel):
+    frame: int
+    time: Optional[float]
+    box: list[float]  # x1, y1, x2, y2 in the output's pixels
+    probability: float
+    in_input: bool
+
+
+class AuditResult(BaseModel):
+    detector: str = "mtcnn (facenet-pytorch)"
+    every: int = 1
+    frames_checked: int = 0
+    input_faces: int = 0
+    output_faces: int = 0
+    suspects: int = 0  # faces found in the output
+    suspect_frames: int = 0  # frames with at least one
+    leaks: int = 0  # suspects also found at the same place in the input
+    listed: list[Suspect] = []
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+    def where_to_look(self, count: int = 5) -> str:
+        """The first suspects as 'time (box)', leaks first, for the summary."""
+        items = sorted(self.listed, key=lambda s: (not s.in_input, s.frame))[:count]
+        return ", ".join(f"{s.time:.2f}s" if s.time is not None else f"frame {s.frame}" for s in items)
+
+
+def audit_line(result: AuditResult) -> str:
+    """One line for people: the counts and where to look."""
+    if result.error:
+        return result.error
+    line = (f"{result.suspects} suspect faces ({result.leaks} also found in the input) in {result.frames_checked} "
+            "frames checked")
+    return line + (f"; look at {result.where_to_look()}" if result.suspects else "")
+
+
+class _Mtcnn:
+    def __init__(self) -> None:
+        import torch
+        from facenet_pytorch import MTCNN
+
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        self.model = MTCNN(keep_all=True, min_face_size=MIN_FACE, device=device)
+
+    def faces(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """(N, 5) boxes with probability >= PROBABILITY for each RGB image (all one size)."""
+        boxes, probs = self.model.detect(np.stack(images))
+        found = []
+        for b, p in zip(boxes, probs):
+            if b is None:
+                found.append(np.zeros((0, 5), np.float32))
+                continue
+            keep = np.asarray(p, np.float64) >= PROBABILITY
+            found.append(np.column_stack([np.asarray(b)[keep], np.asarray(p)[keep]]).astype(np.float32))
+        return found
+
+
+def _frames(info: MediaInfo, size: tuple[int, int], every: int) -> Iterator[tuple[Frame, Optional[float]]]:
+    decoder = Decoder(info, size)
+    try:
+        for frame in decoder.frames():
+            if frame.index % every == 0:
+                seconds = float(frame.pts * decoder.time_base) if frame.pts is not None else None
+                yield frame, seconds
+        decoder.finish()
+    finally:
+        decoder.kill()
+
+
+def audit(source: Path, output: Path, every: int = 1) -> AuditResult:
+    """Look for faces left visible in *output*, compared with *source* (see the module doc)."""
+    started = time.monotonic()
+    result = AuditResult(every=every)
+    out_info, in_info = probe(output), probe(source)
+    width, height = out_info.video.display_size
+    size = fit_size(width, height, MAX_SIDE)
+    scale = np.array([width / size[0], height / size[1]] * 2, np.float32)
+    detector = _Mtcnn()
+    pairs = zip(_frames(in_info, size, every), _frames(out_info, size, every))
+    batch: list[tuple[int, Optional[float], np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        faces_in = detector.faces([b[2] for b in batch])
+        faces_out = detector.faces([b[3] for b in batch])
+        for (index, seconds, _, _), found_in, found_out in zip(batch, faces_in, faces_out):
+            result.frames_checked += 1
+            result.input_faces += len(found_in)
+            result.output_faces += len(found_out)
+            matched = (iou_matrix(found_out, found_in) >= MATCH_IOU).any(axis=1) if len(found_in) else \
+                np.zeros(len(found_out), bool)
+            result.suspect_frames += int(len(found_out) > 0)
+            for box, leak in zip(found_out, matched):
+                result.suspects += 1
+                result.leaks += int(leak)
+                if len(result.listed) < LISTED:
+                    result.listed.append(Suspect(frame=index, time=seconds,
+                                                 box=[round(float(v), 1) for v in box[:4] * scale],
+                                                 probability=round(float(box[4]), 3), in_input=bool(leak)))
+        batch.clear()
+
+    for (frame_in, _), (frame_out, seconds) in pairs:
+        batch.append((frame_out.index, seconds, frame_in.small, frame_out.small))
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
