@@ -68,10 +68,13 @@ class Stats:
 
 
 def tracker_config(settings: Settings) -> TrackerConfig:
-    """The tracker the settings ask for."""
+    """The tracker the settings ask for. On a stride, a face is held at least across the frames the detector
+    skips before its first and after its last detection (it may have been there in them)."""
+    skipped = settings.stride - 1
     return TrackerConfig(enabled=settings.tracking, threshold=settings.threshold,
                          keep_threshold=min(settings.keep_threshold, settings.threshold), max_gap=settings.max_gap,
-                         pre_roll=settings.pre_roll, post_roll=settings.post_roll, smooth=settings.smooth)
+                         pre_roll=max(settings.pre_roll, skipped), post_roll=max(settings.post_roll, skipped),
+                         smooth=settings.smooth, stride=settings.stride)
 
 
 class _Stage(threading.Thread):
@@ -130,7 +133,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     if span is not None:
         expected = round(span.seconds * info.fps) if span.seconds and info.fps else None
     stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
+    decoded: queue.Queue = queue.Queue(maxsize=(2 * settings.batch + 2) * settings.stride)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
     decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span)
 
@@ -147,33 +150,41 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
 
     detect_batch = HalvingOnOutOfMemory(detector)
 
+    every = settings.stride
+
     def detect() -> None:
+        """Runs the model on batches of the frames it looks at (one in ``every``); the others pass with None."""
         ended = False
         while not ended:
-            batch = []
+            batch, looked_at = [], 0
             item = _get(decoded, stop)
             while item is not _END:
                 batch.append(item)
-                if len(batch) >= settings.batch:
+                looked_at += item.index % every == 0
+                if looked_at >= settings.batch:
                     break
                 try:
                     item = decoded.get_nowait()
                 except queue.Empty:
                     break
             ended = item is _END
-            if batch:
+            chosen = [f for f in batch if f.index % every == 0]
+            found = {}
+            if chosen:
                 started = time.perf_counter()
-                found = detect_batch([f.small for f in batch])
+                found = dict(zip((f.index for f in chosen), detect_batch([f.small for f in chosen])))
                 stats.batch_after_oom = detect_batch.batch_limit
                 stats.seconds["detect"] += time.perf_counter() - started
-                sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
-                for frame, boxes in zip(batch, found):
-                    frame.small = None  # the detector's copy is not needed any more
-                    scaled = boxes.copy()
-                    scaled[:, [0, 2]] *= sx
-                    scaled[:, [1, 3]] *= sy
-                    if not _put(detected, (frame, scaled), stop):
-                        return
+            sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
+            for frame in batch:
+                frame.small = None  # the detector's copy is not needed any more
+                boxes = found.get(frame.index)
+                if boxes is not None:
+                    boxes = boxes.copy()
+                    boxes[:, [0, 2]] *= sx
+                    boxes[:, [1, 3]] *= sy
+                if not _put(detected, (frame, boxes), stop):
+                    return
         _put(detected, _END, stop)
 
     stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop)]

@@ -100,6 +100,12 @@ class Settings(BaseModel):
     tracking: bool = Field(
         True, description="Follow faces across frames: fill gaps, pre/post-roll, smoothing (--no-tracking: each "
                           "frame on its own).", json_schema_extra=_env("tracking"))
+    detect_every: int = Field(
+        3, ge=1, le=8,
+        description="Run the detector on one frame in this many; the tracker carries each face's box across the "
+                    "frames between (with --no-tracking: every frame). Faster; a face seen for fewer frames than "
+                    "this may be missed.",
+        json_schema_extra=_env("detect_every"))
     keep_threshold: float = Field(
         0.1, ge=0.01, le=0.99,
         description="With tracking: a weaker detection, down to this score, still continues a face's track.",
@@ -127,6 +133,11 @@ class Settings(BaseModel):
         if self.detector == DetectorName.centerface and self.target != Target.face:
             raise ValueError("--target person needs --detector yolo with a COCO-style model")
         return self
+
+    @property
+    def stride(self) -> int:
+        """Frames per detection: --detect-every with tracking; without it, every frame stands alone."""
+        return self.detect_every if self.tracking else 1
 
     def digest(self) -> str:
         """A short hash of the settings, recorded in reports: a re-run with other settings redoes the video."""

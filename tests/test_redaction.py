@@ -90,3 +90,26 @@ def test_every_hidden_box_is_exported_beside_the_report(clip, tmp_path):
         assert (iou_matrix(np.array(faces, float), boxes).max(axis=1) > 0.4).all(), f"frame {i}"
     assert {r["source"] for r in rows} <= {"detected", "filled", "held"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+
+
+def test_on_a_stride_the_detector_looks_at_one_frame_in_n_and_every_face_stays_hidden(clip, tmp_path):
+    path, truth = clip
+    report = anonymize_file(path, tmp_path / "anon.mp4", tmp_path / "anon.mp4.report.json",
+                            Settings(detect_every=3))
+    assert report.status == "done" and report.frames_out == len(truth)
+    rows = read_detections(tmp_path / "anon.mp4.detections.csv.gz")
+    detected = {int(r["frame"]) for r in rows if r["source"] == "detected"}
+    assert detected and all(i % 3 == 0 for i in detected)  # the frames between were not looked at
+    for i, faces in enumerate(truth):  # yet every placed face is covered in every frame, carried by its track
+        boxes = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in rows if int(r["frame"]) == i])
+        assert len(boxes) >= len(faces), f"frame {i}"
+        assert (iou_matrix(np.array(faces, float), boxes).max(axis=1) > 0.4).all(), f"frame {i}"
+
+
+def test_without_tracking_every_frame_is_looked_at_whatever_the_stride(clip, tmp_path):
+    path, truth = clip
+    report = anonymize_file(path, tmp_path / "anon.mp4", tmp_path / "anon.mp4.report.json",
+                            Settings(detect_every=3, tracking=False))
+    assert report.status == "done"
+    rows = read_detections(tmp_path / "anon.mp4.detections.csv.gz")
+    assert {int(r["frame"]) for r in rows if r["source"] == "detected"} == set(range(len(truth)))

@@ -75,13 +75,18 @@ class TorchRunner:
             torch.backends.cudnn.benchmark = True  # the picture size is the same for a whole video
 
     def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> Any:
-        """The pictures go to the device as uint8 (a quarter of the float bytes) and are converted there."""
+        """The pictures go to the device as uint8 (a quarter of the float bytes) and are converted there.
+
+        The batch is padded with blank pictures to a power of two: the engine's batches vary in
+        size, and cuDNN's autotuning (``cudnn.benchmark``) runs again for every new input shape.
+        The caller reads only the first ``len(images)`` results.
+        """
         torch = self.torch
         with torch.inference_mode():
             batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
             blob = batch.permute(0, 3, 1, 2).to(torch.float16 if self.half else torch.float32)
-            h, w = blob.shape[2:]
-            return torch.nn.functional.pad(blob, (0, width - w, 0, height - h))
+            n, (h, w) = len(images), blob.shape[2:]
+            return torch.nn.functional.pad(blob, (0, width - w, 0, height - h, 0, 0, 0, padded_batch(n) - n))
 
     def run(self, outputs: Sequence[str], feeds: dict[str, Any]) -> list[np.ndarray]:
         torch = self.torch
@@ -100,6 +105,11 @@ class TorchRunner:
     def describe(self) -> dict[str, Any]:
         return {"runtime": "torch (onnx2torch)", "device": "gpu" if self.device.type == "cuda" else "cpu",
                 "torch_device": str(self.device), "precision": "float16" if self.half else "float32"}
+
+
+def padded_batch(n: int) -> int:
+    """The batch size a batch of *n* pictures is padded to on the torch backend: the next power of two."""
+    return 1 << max(0, n - 1).bit_length()
 
 
 def torch_backend_available() -> bool:
