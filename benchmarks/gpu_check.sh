@@ -4,9 +4,9 @@
 # It verifies that the GPU path runs (CUDA seen, CenterFace on the GPU finding the same faces as
 # on the CPU, the probes of CUDA decoding and NVENC), then benchmarks synthetic 720p and 1080p
 # clips with faces against a plain ffmpeg transcode on the same machine, runs two workers on one
-# GPU, and profiles one worker. Everything it finds goes to $OUT (at most 8 files):
-#   gpu_check.log  facts.txt  detector.json  bench.json  bench_batch16.json  workers.json
-#   profile.txt  summary.md
+# GPU, and profiles one worker. Everything it finds goes to $OUT (at most 10 files):
+#   gpu_check.log  facts.txt  detector.json  bench.json  bench_batch16.json  bench_yolo.json
+#   workers.json  profile.txt  summary.md
 # Each step has a time limit; a failed step is recorded and the others still run; the exit
 # code is the number of failed steps.
 #
@@ -14,12 +14,15 @@
 #   benchmarks/gpu_check.sh --cpu-only   a dry run on a machine without a GPU: same steps, short
 #                                        clips, GPU assertions skipped (tests the script and the bundle)
 # Settings through the environment: OUT, BUNDLE (default .gpu/bundle.tar.xz), PYTHON (python3),
-# CLIP_SECONDS (30 on the GPU, 3 with --cpu-only). The step limits add up to under 10 minutes, the
+# CLIP_SECONDS (30 on the GPU, 3 with --cpu-only), SKIP (words of step names to leave out, e.g.
+# "detector workers profile YOLO"), FAST_ARGS (the anonymizer settings of the extra "bench fast" step;
+# empty: no such step). The step limits add up to under 10 minutes, the
 # device tool's limit for one command: run it with timeout_s=600.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 CPU_ONLY=0
+SKIP=${SKIP:-}
 [ "${1:-}" = "--cpu-only" ] && CPU_ONLY=1
 OUT=${OUT:-$REPO/gpu-check-out}
 BUNDLE=${BUNDLE:-$REPO/.gpu/bundle.tar.xz}
@@ -34,6 +37,10 @@ FAILED=()
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, record a failure
     local name=$1 limit=$(($2 * LIMIT_SCALE))
     shift 2
+    local word
+    for word in $SKIP; do  # SKIP="detector workers": leave out the steps whose name holds one of these words
+        case "$name" in *"$word"*) echo; echo "== $name: skipped (SKIP)"; return 0 ;; esac
+    done
     echo
     echo "== $name ($(date +%T), limit ${limit}s)"
     local started=$SECONDS
@@ -161,8 +168,33 @@ CLIPS=("$WORK/synthetic_720p.mp4" "$WORK/synthetic_1080p.mp4")
 
 step "bench 720p and 1080p, default settings" 150 bash -c \
     "'$PYTHON' -m workflows bench ${CLIPS[*]} --json --work-dir '$WORK' > '$OUT/bench.json'"
-step "bench 1080p, --batch 16" 75 bash -c \
+[ -n "${FAST_ARGS:-}" ] && step "bench fast settings: $FAST_ARGS" 150 bash -c \
+    "'$PYTHON' -m workflows bench ${CLIPS[*]} $FAST_ARGS --json --work-dir '$WORK' > '$OUT/bench_fast.json'"
+step "bench 1080p, --batch 16" 60 bash -c \
     "'$PYTHON' -m workflows bench '${CLIPS[1]}' --batch 16 --json --work-dir '$WORK' > '$OUT/bench_batch16.json'"
+
+# The YOLO backend on the GPU (CUDA, half precision): ultralytics travels as wheels in .gpu/whl
+# (the machine has torch and the rest); a YOLOv8n built from its yaml (random weights: no
+# download) measures the path's speed on the 720p clip, not its quality.
+yolo_check() {
+    if ! "$PYTHON" -c "import ultralytics" 2>/dev/null; then
+        [ -d "$REPO/.gpu/whl" ] || { echo "no .gpu/whl with the ultralytics wheels"; return 1; }
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/yolo-site" "$REPO"/.gpu/whl/*.whl \
+            || return 1
+        export PYTHONPATH="$PYTHONPATH:$WORK/yolo-site"
+    fi
+    "$PYTHON" -c 'import sys
+from steps.detectors.yolo import offline_ultralytics
+offline_ultralytics()
+from ultralytics import YOLO
+YOLO("yolov8n.yaml", task="detect").save(sys.argv[1])' "$WORK/yolov8n-random.pt" || return 1
+    "$PYTHON" -m workflows bench "$WORK/synthetic_720p.mp4" --detector yolo --model "$WORK/yolov8n-random.pt" \
+        --target person --json --work-dir "$WORK" > "$OUT/bench_yolo.json" || return 1
+    "$PYTHON" -c "import json,sys; c=json.load(open(sys.argv[1]))['clips'][0]; print(c['fps'], c['floor_fps'], c['path'])" \
+        "$OUT/bench_yolo.json"
+}
+step "YOLO on the GPU path (720p, random weights)" 60 bash -c \
+    "$(declare -f yolo_check); REPO=$REPO WORK=$WORK OUT=$OUT PYTHON=$PYTHON PYTHONPATH=$PYTHONPATH yolo_check"
 
 # Two workers sharing the GPU (what workflows run --gpus does), on two copies of the 1080p clip.
 workers_check() {
@@ -211,11 +243,11 @@ print("\n-- most time in the function itself"); [print(f"{n:6d} {f}") for f, n i
 EOF
     head -40 "$OUT/profile.txt"
 }
-step "profile of one 1080p worker" 60 bash -c "$(declare -f profile_check); WORK=$WORK OUT=$OUT PYTHON=$PYTHON profile_check"
+step "profile of one 1080p worker" 45 bash -c "$(declare -f profile_check); WORK=$WORK OUT=$OUT PYTHON=$PYTHON profile_check"
 
 summary() {
     "$PYTHON" - "$OUT" "$CPU_ONLY" <<'EOF'
-import json, sys
+import json, os, sys
 from pathlib import Path
 out, cpu_only = Path(sys.argv[1]), sys.argv[2] == "1"
 lines = ["# GPU check", ""]
@@ -225,18 +257,21 @@ def load(name):
     except (OSError, ValueError):
         return None
 bench, batch16, workers, det = load("bench.json"), load("bench_batch16.json"), load("workers.json"), load("detector.json")
+yolo = load("bench_yolo.json")
+fast = load("bench_fast.json")
 if bench:
     m = bench["machine"]
     lines += [f"Machine: {m['cpu']} x {m['cores']}, GPU: {m.get('gpu')}, decoder: {m.get('decoder')}, "
               f"encoder: {m.get('encoder')}", "",
-              "| clip | settings | frames | fps | floor fps | ratio | busy s dec/det/hide/enc | CPU s py/dec/enc "
+              "| clip | settings | frames | fps | floor fps | ratio | busy s dec/det/trk/hide/enc | CPU s py/dec/enc "
               "| peak MB | detector |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for label, data in (("default", bench), ("--batch 16", batch16)):
+    for label, data in (("default", bench), ("--batch 16", batch16), ("yolo (random weights)", yolo),
+                        (os.environ.get("FAST_ARGS", "fast"), fast)):
         for c in (data or {}).get("clips", []):
             st, cpu = c["stage_seconds"], c["anonymizer"]["cpu_seconds"]
             d = c["path"]["detector"]
             lines.append(f"| {c['clip']} | {label} | {c['frames']} | {c['fps']} | {c['floor_fps']} | {c['ratio']} | "
-                         + "/".join(str(st.get(k)) for k in ("decode", "detect", "hide", "encode")) + " | "
+                         + "/".join(str(st.get(k)) for k in ("decode", "detect", "track", "hide", "encode")) + " | "
                          + "/".join(str(cpu.get(k)) for k in ("python", "ffmpeg decoder", "ffmpeg encoder"))
                          + f" | {c['anonymizer']['peak_rss_mb']} | {d.get('runtime')} {d.get('device')} "
                          f"{d.get('precision', '')} |")
