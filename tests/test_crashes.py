@@ -36,9 +36,13 @@ def run_to_the_end(clip: Path, output: Path) -> subprocess.CompletedProcess:
     return subprocess.run(anonymize_command(clip, output), cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+#: The output ("") and the files written beside it.
+OWN_SUFFIXES = ("", ".report.json", ".thumbs.jpg", ".detections.csv.gz")
+
+
 def leftovers(folder: Path, output: Path) -> set[str]:
-    """Files in *folder* other than the output, its report and its thumbnails."""
-    own = {output.name, output.name + ".report.json", output.name + ".thumbs.jpg"}
+    """Files in *folder* other than the output and the files beside it (report, thumbnails, detections)."""
+    own = {output.name + suffix for suffix in OWN_SUFFIXES}
     return {p.name for p in folder.iterdir()} - own
 
 
@@ -60,8 +64,8 @@ def test_sigkill_at_random_points_never_leaves_a_partial_output(tmp_path):
     rng = random.Random(SEED)
     seen: Counter[str] = Counter()
     for i in range(KILLS):
-        for own in (output, out_dir / "clip.mp4.report.json", out_dir / "clip.mp4.thumbs.jpg"):
-            own.unlink(missing_ok=True)
+        for suffix in OWN_SUFFIXES:
+            (out_dir / (output.name + suffix)).unlink(missing_ok=True)
         proc = subprocess.Popen(anonymize_command(clip, output), cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         if i % 2 == 0:  # anywhere: one kill in each fifth of a run (start-up, model loading, frames, rename...)
