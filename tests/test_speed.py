@@ -14,6 +14,7 @@ import pytest
 
 from steps import accel
 from steps.detectors import runtime
+from steps.detectors.base import NO_BOXES, Detector, Resolution
 from steps.detectors.centerface import CenterFace, model_bytes
 from steps.settings import Settings
 from tests.conftest import run_cli
@@ -132,3 +133,31 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     for name in ("anonymizer", "floor", "deface"):
         run = clip[name]
         assert clip["cpu_ms_per_frame"][name] == pytest.approx(1000 * sum(run["cpu_seconds"].values()) / 15, abs=0.1)
+
+
+class CountingDetector(Detector):
+    """Finds nothing; records how many pictures of which size each model call got."""
+
+    def __init__(self, resolution: Resolution, max_pixels_per_call=None):
+        self.resolution, self.max_pixels_per_call, self.calls = resolution, max_pixels_per_call, []
+
+    def infer(self, images):
+        self.calls.append((len(images), images[0].shape[:2]))
+        return [NO_BOXES for _ in images]
+
+
+def test_on_the_cpu_a_call_holds_about_one_hd_picture():
+    """Memory grows with the pictures per call (ONNX Runtime's arena): large copies go one at a time."""
+    small, large = np.zeros((540, 960, 3), np.uint8), np.zeros((1080, 1920, 3), np.uint8)
+    whole = CountingDetector(Resolution())
+    assert len(whole.detect([large] * 4)) == 4 and whole.calls == [(4, (1080, 1920))]
+    capped = CountingDetector(Resolution(), max_pixels_per_call=1920 * 1088)
+    assert len(capped.detect([large] * 4)) == 4 and capped.calls == [(1, (1080, 1920))] * 4
+    capped.calls.clear()
+    assert len(capped.detect([small] * 6)) == 6 and [n for n, _ in capped.calls] == [4, 2]
+    tiled = CountingDetector(Resolution(max_side=1000), max_pixels_per_call=1920 * 1088)
+    assert len(tiled.detect([large] * 2)) == 2  # the tiles of each frame, then an overview of each
+    tiles = len(tiled.resolution.tile_grid(1920, 1080))
+    assert tiles > 1 and sum(n for n, _ in tiled.calls) == 2 * tiles + 2
+    assert all(n * h * w <= 1920 * 1088 for n, (h, w) in tiled.calls)
+    assert CenterFace(providers=["CPUExecutionProvider"]).max_pixels_per_call == 1920 * 1088

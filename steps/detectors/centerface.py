@@ -40,6 +40,10 @@ def model_bytes() -> bytes:
     return model.SerializeToString()
 
 
+#: On the CPU, one call holds at most about one 1920x1080 picture (four 960x540 ones); see Detector.
+CPU_PIXELS_PER_CALL = 1920 * 1088
+
+
 class CenterFace(Detector):
     name = "centerface"
     stride = 32  # the network needs picture sizes divisible by 32
@@ -49,6 +53,8 @@ class CenterFace(Detector):
         # ONNX Runtime (CPU or its GPU providers) or torch on CUDA: see steps.detectors.runtime.
         self.runner = runtime.load(model_bytes(), threads, providers)
         self.threshold, self.resolution = threshold, resolution
+        if self.runner.describe()["device"] == "cpu":
+            self.max_pixels_per_call = CPU_PIXELS_PER_CALL
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.runner.describe(), "threshold": self.threshold,
