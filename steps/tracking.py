@@ -42,6 +42,9 @@ NO_TRACKED = np.zeros((0, 7), np.float32)
 #: Growth of a box per frame away from the detection it comes from (motion it may not know of).
 GROWTH_PER_FRAME = 0.04
 MAX_GROWTH = 1.5
+#: A detection whose longest side is more than this many times a track's (or less than its inverse)
+#: does not continue that track.
+MAX_SIZE_RATIO = 2.0
 #: Velocity is fitted over the detections of this many last frames (detections jitter).
 VELOCITY_FRAMES = 8
 
@@ -200,8 +203,14 @@ class Tracker:
         size = np.maximum((predicted[:, None, 2:] - predicted[:, None, :2]).max(-1),
                           (found[None, :, 2:] - found[None, :, :2]).max(-1))
         distance = np.linalg.norm(pc[:, None, :] - fc[None, :, :], axis=-1) / np.maximum(size, 1.0)
-        # Close enough: overlapping, or (small, fast faces) centres less than a face apart.
-        allowed = (overlap >= self.config.min_iou) | (distance < 1.0)
+        # Close enough: overlapping, or (small, fast faces) centres less than a face apart; and of a like
+        # size: a face does not double between two detections, while a small weak box near a large
+        # new face would make the frames between them interpolated from the wrong box (seen on
+        # crowd_walk.mp4: a face half uncovered for two frames).
+        sides = np.array([np.maximum(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])]).T
+        found_sides = np.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])[None, :]
+        ratio = np.maximum(sides, found_sides) / np.maximum(np.minimum(sides, found_sides), 1.0)
+        allowed = ((overlap >= self.config.min_iou) | (distance < 1.0)) & (ratio <= MAX_SIZE_RATIO)
         cost = np.where(allowed, (1.0 - overlap) + distance, 1e6)
         rows, cols = linear_sum_assignment(cost)
         matched = [(tracks[r], boxes[c]) for r, c in zip(rows, cols) if allowed[r, c]]

@@ -128,3 +128,15 @@ def test_without_tracking_each_frame_stands_alone():
     out = run(TrackerConfig(enabled=False, threshold=0.3), frames)
     assert len(out[0]) == 1 and len(out[1]) == 0 and len(out[2]) == 0
     assert Tracker(TrackerConfig(enabled=False)).lag == 0
+
+
+def test_a_detection_of_another_size_starts_its_own_track():
+    """A small weak box, then a large face near it: the face is not interpolated from the small box (it would
+    be half uncovered in the frames between), it starts a track held over the frames before it."""
+    small = np.array([[100, 100, 125, 133, 0.9]], np.float32)
+    large = np.array([[72, 167, 169, 284, 0.9]], np.float32)  # centres less than a face apart, four times larger
+    frames = [small, None, None, large, None, None, large]
+    out = run(TrackerConfig(pre_roll=2, post_roll=0, smooth=0, stride=3), frames)
+    for i in (1, 2):  # the frames before the large face was found cover it whole
+        assert any((b[0] <= 72 and b[1] <= 167 and b[2] >= 169 and b[3] >= 284) for b in out[i]), out[i]
+    assert len({int(b[TRACK]) for i in (0, 3) for b in out[i]}) == 2
