@@ -334,7 +334,7 @@ def main(
     if report.status == "failed":
         line += f": {report.error}"
     elif report.fps:
-        line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_detected} faces)"
+        line += f" ({report.frames_out} frames, {report.fps} fps, {report.faces_hidden} faces hidden)"
     if report.audit is not None:
         line += f"; audit: {audit_line(report.audit)}"
     typer.echo(line, err=True)

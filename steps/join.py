@@ -143,7 +143,8 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             "status": "done", "output": str(output), "segments": len(parts), "detector": parts[0].detector,
             "frames_in": sum(part.frames_in or 0 for part in parts), "frames_out": frames,
             "frames_with_faces": sum(part.frames_with_faces or 0 for part in parts),
-            "faces_detected": sum(part.faces_detected or 0 for part in parts), "stage_seconds": stages,
+            "faces_detected": sum(part.faces_detected or 0 for part in parts),
+            "boxes_hidden": sum(part.faces_hidden or 0 for part in parts), "stage_seconds": stages,
             "fps": round(frames / seconds, 2) if seconds else None,
             "note": f"anonymized in {len(parts)} segments, joined without re-encoding",
         })

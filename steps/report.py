@@ -84,6 +84,13 @@ class VideoReport(BaseModel):
     host: str = socket.gethostname()
     note: Optional[str] = None
 
+    @property
+    def faces_hidden(self) -> Optional[int]:
+        """Face boxes hidden over all frames: what a user means by "faces" (a face in view for 10 frames counts
+        10). On a stride (--detect-every) the detector sees only some frames, so ``faces_detected`` is smaller;
+        a report from before ``boxes_hidden`` existed gives ``faces_detected``."""
+        return self.boxes_hidden if self.boxes_hidden is not None else self.faces_detected
+
     def save(self, path: Path) -> None:
         atomic_write_text(path, to_json(self.model_dump(mode="json")))
 

@@ -85,7 +85,7 @@ def row_for(path: str, report: Optional[VideoReport]) -> Row:
     audit = getattr(report, "audit_findings", None)
     accel = getattr(report, "accel", None) or {}
     device = ("gpu" if accel.get("gpu") else "cpu") if accel else None
-    row = Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_detected,
+    row = Row(path=path, status=report.status, frames=report.frames_out, faces=report.faces_hidden,
               frames_with_faces=report.frames_with_faces, fps=report.fps, seconds=report.wall_seconds,
               duration=report.video.get("duration"), output=report.output, error=report.error,
               error_kind=report.error_kind, attempts=report.attempt, audit_findings=audit,
@@ -157,8 +157,8 @@ def to_markdown(summary: Summary) -> str:
     lines = [
         "# Anonymization summary", "",
         f"{t['discovered']} videos discovered: **{t['done']} done**, {t['skipped']} skipped (already done), "
-        f"**{t['failed']} failed**, {t['retried']} retried. {t['frames']} frames anonymized, {t['faces']} face "
-        f"detections, audit findings: {audit_text(t['audit_findings'])}.", "",
+        f"**{t['failed']} failed**, {t['retried']} retried. {t['frames']} frames anonymized, {t['faces']} faces "
+        f"hidden (a face in 10 frames counts 10), audit findings: {audit_text(t['audit_findings'])}.", "",
         f"Time: {t['elapsed_seconds']} s elapsed, {t['worker_seconds']} worker-seconds ({t['fps_per_worker']} "
         f"frames/s per worker, {t['fps_overall']} frames/s in all). Cost: {t['worker_seconds_per_video_hour']} "
         f"worker-seconds per hour of video (on GPU workers: {t['gpu_seconds_per_video_hour']}).", "",

@@ -107,4 +107,4 @@ def test_local_run_draws_bars_on_a_terminal_and_stays_quiet_elsewhere(tmp_path):
     LocalRunner(inp, tmp_path / "out", Settings(), workers=1, force=True,
                 console=Console(file=log, force_terminal=False, width=160)).run()
     assert "━" not in log.getvalue() and "all videos" not in log.getvalue()
-    assert re.search(r"done clip\.mp4: 10 frames, [\d.]+ fps, 20 faces", log.getvalue()), log.getvalue()
+    assert re.search(r"done clip\.mp4: 10 frames, [\d.]+ fps, 20 faces hidden", log.getvalue()), log.getvalue()

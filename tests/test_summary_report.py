@@ -112,7 +112,7 @@ def test_summary_numbers_are_the_reports_numbers(run_output):
     t = summary["totals"]
     assert (t["discovered"], t["done"], t["failed"], t["skipped"], t["retried"]) == (4, 3, 1, 0, 0)
     assert t["frames"] == sum(r.frames_out for r in done) == 25 + 120 + 12
-    assert t["faces"] == sum(r.faces_detected for r in done)
+    assert t["faces"] == sum(r.faces_hidden for r in done)
     assert t["worker_seconds"] == pytest.approx(sum(r.wall_seconds for r in done), abs=0.01)
     video_seconds = sum(r.video["duration"] for r in done)
     assert t["worker_seconds_per_video_hour"] == pytest.approx(t["worker_seconds"] / video_seconds * 3600, rel=1e-3)
@@ -133,7 +133,7 @@ def test_summary_numbers_are_the_reports_numbers(run_output):
             assert cells["status"] == "0" and cells["error"] == report.error and "failed" in row["_look"]
             assert cells["frames"] == "" and "_img" not in row
             continue
-        assert float(cells["frames"]) == report.frames_out and float(cells["faces"]) == report.faces_detected
+        assert float(cells["frames"]) == report.frames_out and float(cells["faces"]) == report.faces_hidden
         assert float(cells["fps"]) == report.fps and float(cells["duration"]) == report.video["duration"]
         assert cells["retries"] == "0" and cells["audit"] == "-1"  # -1 sorts "not run" last
         if report.faces_detected:
@@ -144,7 +144,7 @@ def test_summary_numbers_are_the_reports_numbers(run_output):
     assert "<b>1 failed, permanent</b>: the input cannot be anonymized" in (out / "summary.html").read_text()
     markdown = (out / "summary.md").read_text()
     for report in done:
-        assert f"| {report.input.path} | done | {report.frames_out} | {report.faces_detected} | {report.fps} |" \
+        assert f"| {report.input.path} | done | {report.frames_out} | {report.faces_hidden} | {report.fps} |" \
                in markdown
 
 

@@ -106,7 +106,7 @@ def anonymize(
         console.print(f"[red]failed:[/] {escape(result.error or '')}", highlight=False, soft_wrap=True)
         raise typer.Exit(result.exit_code)
     console.print(f"[green]{result.status}[/]: {escape(str(result.output))} ({result.frames_out} frames, "
-                  f"{result.faces_detected} faces, {result.fps} fps). Report: {escape(str(report_path))}")
+                  f"{result.faces_hidden} faces hidden, {result.fps} fps). Report: {escape(str(report_path))}")
 
 
 @app.command("eval")

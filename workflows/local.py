@@ -291,4 +291,4 @@ class LocalRunner:
                                f"{report.segments} segments", soft_wrap=True)
         else:
             self.console.print(f"[green]done[/] {_shown(path)}: {report.frames_out} frames, {report.fps} fps, "
-                               f"{report.faces_detected} faces", soft_wrap=True)
+                               f"{report.faces_hidden} faces hidden", soft_wrap=True)
