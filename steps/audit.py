@@ -5,9 +5,12 @@ one that found the faces, so its misses are not the same. It runs on the output 
 same frames, on the input. Every face it finds in the output with a probability of at least
 ``PROBABILITY`` is a **suspect** (frame, time, box, probability), listed in the report for a
 person to look at. A suspect that matches a face MTCNN also finds at the same place in the
-input (IoU >= ``MATCH_IOU``) is a **leak**: most likely a real face left visible. A suspect
-without one is most likely a blur shape MTCNN takes for a face. The goal, which the tests
-check on the shared clips: no leaks.
+input (IoU >= ``MATCH_IOU``) and where that face's box still carries the input's detail (less than
+``steps.likeness.HIDDEN_SHARE`` of it changed beyond recognition, the quality harness's measure)
+is a **leak**: most likely a real face left visible. A suspect found in the input whose detail is
+gone is a hidden face whose blurred shape MTCNN still takes for one; a suspect not found in the
+input is most likely a blur shape too. The goal, which the tests check on the shared clips: no
+leaks.
 
 Both videos are decoded by the same code as the anonymizer's (steps.ffio), at a size whose
 longest side is at most ``MAX_SIDE`` (MTCNN's smallest face is ``MIN_FACE`` pixels there).
@@ -20,11 +23,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 from pydantic import BaseModel
 
 from steps.detectors.base import fit_size
 from steps.ffio import Decoder, Frame
+from steps.likeness import HIDDEN_SHARE, changed_share
 from steps.probe import MediaInfo, probe
 from steps.tracking import iou_matrix
 
@@ -42,7 +47,12 @@ class Suspect(BaseModel):
     time: Optional[float]
     box: list[float]  # x1, y1, x2, y2 in the output's pixels
     probability: float
+    #: MTCNN also finds a face at the same place in the input.
     in_input: bool
+    #: For a suspect found in the input: the share of that input face's box whose detail the output no longer carries.
+    changed: Optional[float] = None
+    #: Found in the input and not hidden in the output (changed below HIDDEN_SHARE): most likely left visible.
+    leak: bool = False
 
 
 class AuditResult(BaseModel):
@@ -53,14 +63,14 @@ class AuditResult(BaseModel):
     output_faces: int = 0
     suspects: int = 0  # faces found in the output
     suspect_frames: int = 0  # frames with at least one
-    leaks: int = 0  # suspects also found at the same place in the input
+    leaks: int = 0  # suspects also found at the same place in the input, with their detail kept
     listed: list[Suspect] = []
     seconds: float = 0.0
     error: Optional[str] = None
 
     def where_to_look(self, count: int = 5) -> str:
         """The first suspects as 'time (box)', leaks first, for the summary."""
-        items = sorted(self.listed, key=lambda s: (not s.in_input, s.frame))[:count]
+        items = sorted(self.listed, key=lambda s: (not s.leak, s.frame))[:count]
         return ", ".join(f"{s.time:.2f}s" if s.time is not None else f"frame {s.frame}" for s in items)
 
 
@@ -68,8 +78,8 @@ def audit_line(result: AuditResult) -> str:
     """One line for people: the counts and where to look."""
     if result.error:
         return result.error
-    line = (f"{result.suspects} suspect faces ({result.leaks} also found in the input) in {result.frames_checked} "
-            "frames checked")
+    line = (f"{result.suspects} suspect faces ({result.leaks} also found in the input, not hidden) in "
+            f"{result.frames_checked} frames checked")
     return line + (f"; look at {result.where_to_look()}" if result.suspects else "")
 
 
@@ -92,6 +102,16 @@ class _Mtcnn:
             keep = np.asarray(p, np.float64) >= PROBABILITY
             found.append(np.column_stack([np.asarray(b)[keep], np.asarray(p)[keep]]).astype(np.float32))
         return found
+
+
+def changed_in_box(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> float:
+    """The share of *box*'s detail (x1, y1, x2, y2 in these RGB pictures' pixels, clipped to them) that
+    *after* no longer carries, by the quality harness's measure (steps.likeness)."""
+    h, w = before.shape[:2]
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    grey_before, grey_after = (cv2.cvtColor(p, cv2.COLOR_RGB2GRAY) for p in (before, after))
+    return changed_share(grey_before, grey_after, (x1, y1, x2, y2), float(box[3] - box[1]))
 
 
 def _frames(info: MediaInfo, size: tuple[int, int], every: int) -> Iterator[tuple[Frame, Optional[float]]]:
@@ -121,20 +141,24 @@ def audit(source: Path, output: Path, every: int = 1) -> AuditResult:
     def flush() -> None:
         faces_in = detector.faces([b[2] for b in batch])
         faces_out = detector.faces([b[3] for b in batch])
-        for (index, seconds, _, _), found_in, found_out in zip(batch, faces_in, faces_out):
+        for (index, seconds, before, after), found_in, found_out in zip(batch, faces_in, faces_out):
             result.frames_checked += 1
             result.input_faces += len(found_in)
             result.output_faces += len(found_out)
-            matched = (iou_matrix(found_out, found_in) >= MATCH_IOU).any(axis=1) if len(found_in) else \
-                np.zeros(len(found_out), bool)
+            overlap = iou_matrix(found_out, found_in) if len(found_in) else np.zeros((len(found_out), 1))
             result.suspect_frames += int(len(found_out) > 0)
-            for box, leak in zip(found_out, matched):
+            for box, overlaps in zip(found_out, overlap):
+                in_input = overlaps.max() >= MATCH_IOU
+                # Is the input's face there (its own box: MTCNN's box around a blur is wider) hidden?
+                changed = changed_in_box(before, after, found_in[overlaps.argmax()]) if in_input else None
+                leak = bool(in_input) and changed < HIDDEN_SHARE
                 result.suspects += 1
                 result.leaks += int(leak)
                 if len(result.listed) < LISTED:
                     result.listed.append(Suspect(frame=index, time=seconds,
                                                  box=[round(float(v), 1) for v in box[:4] * scale],
-                                                 probability=round(float(box[4]), 3), in_input=bool(leak)))
+                                                 probability=round(float(box[4]), 3), in_input=bool(in_input),
+                                                 changed=None if changed is None else round(changed, 3), leak=leak))
         batch.clear()
 
     for (frame_in, _), (frame_out, seconds) in pairs:

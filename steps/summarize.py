@@ -52,7 +52,8 @@ class Row(BaseModel):
     thumbnails: Optional[str] = None
     #: The file listing every hidden box (steps.detections).
     detections: Optional[str] = None
-    #: With --audit: suspect faces also found at the same place in the input, and the first times to look at.
+    #: With --audit: suspect faces also found at the same place in the input and not hidden there (leaks,
+    #: steps.audit), and the first times to look at.
     audit_leaks: Optional[int] = None
     audit_where: Optional[str] = None
 
@@ -174,8 +175,8 @@ def to_markdown(summary: Summary) -> str:
     if suspects:
         lines += ["", "## Audit: where an independent detector (MTCNN) still finds a face in the output", "",
                   f"{audit_text(t['audit_findings'])} in all, {t.get('audit_leaks', 0)} faces also found at the same "
-                  "place in the input (most likely left visible). Look at these times:", "",
-                  "| video | suspect frames | also in the input | where to look |", "|---|---:|---:|---|"]
+                  "place in the input and not hidden (most likely left visible). Look at these times:", "",
+                  "| video | suspect frames | in the input, not hidden | where to look |", "|---|---:|---:|---|"]
         lines += [f"| {_cell(r.path)} | {_cell(r.audit_findings)} | {_cell(r.audit_leaks)} | {_cell(r.audit_where)} |"
                   for r in suspects]
     if summary.ignored:

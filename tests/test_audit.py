@@ -54,3 +54,30 @@ def test_on_real_clips_the_audit_finds_no_face_it_also_finds_in_the_input(tmp_pa
     assert report.audit is not None and report.audit.error is None
     assert report.audit.input_faces > 0
     assert report.audit.leaks == 0, report.audit.listed
+
+
+def test_a_hidden_face_mtcnn_still_sees_is_not_a_leak(tmp_path, monkeypatch):
+    """MTCNN sometimes takes a blurred face for a face. Made to do so on every frame (the output's call
+    answers with the input's boxes), the audit counts suspects but no leak, because the boxes' detail is
+    gone (steps.likeness); on an untouched copy the same boxes are all leaks."""
+    import steps.audit as audit_module
+
+    class SeesTheInputsFacesEverywhere(audit_module._Mtcnn):
+        calls = 0
+
+        def faces(self, images):
+            type(self).calls += 1
+            if self.calls % 2:  # flush() asks for the input's faces first, then the output's
+                self.last = super().faces(images)
+            return self.last
+
+    monkeypatch.setattr(audit_module, "_Mtcnn", SeesTheInputsFacesEverywhere)
+    clip, hidden = tmp_path / "in.mp4", tmp_path / "hidden.mp4"
+    make_sample_clip(clip, seconds=1, audio=False)
+    assert anonymize_file(clip, hidden, tmp_path / "report.json", Settings()).status == "done"
+    result = audit(clip, hidden, every=5)
+    assert result.suspects == result.input_faces >= 5 and result.leaks == 0
+    assert all(s.in_input and not s.leak and s.changed >= 0.8 for s in result.listed)
+    untouched = audit(clip, clip, every=5)
+    assert untouched.leaks == untouched.suspects >= 5
+    assert all(s.leak and s.changed < 0.2 for s in untouched.listed)
