@@ -148,16 +148,16 @@ def audit(source: Path, output: Path, every: int = 1) -> AuditResult:
             overlap = iou_matrix(found_out, found_in) if len(found_in) else np.zeros((len(found_out), 1))
             result.suspect_frames += int(len(found_out) > 0)
             for box, overlaps in zip(found_out, overlap):
-                in_input = overlaps.max() >= MATCH_IOU
+                in_input = bool(overlaps.max() >= MATCH_IOU)
                 # Is the input's face there (its own box: MTCNN's box around a blur is wider) hidden?
                 changed = changed_in_box(before, after, found_in[overlaps.argmax()]) if in_input else None
-                leak = bool(in_input) and changed < HIDDEN_SHARE
+                leak = in_input and changed < HIDDEN_SHARE
                 result.suspects += 1
                 result.leaks += int(leak)
                 if len(result.listed) < LISTED:
                     result.listed.append(Suspect(frame=index, time=seconds,
                                                  box=[round(float(v), 1) for v in box[:4] * scale],
-                                                 probability=round(float(box[4]), 3), in_input=bool(in_input),
+                                                 probability=round(float(box[4]), 3), in_input=in_input,
                                                  changed=None if changed is None else round(changed, 3), leak=leak))
         batch.clear()
 
