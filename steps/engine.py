@@ -135,7 +135,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=(2 * settings.batch + 2) * settings.stride)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
-    decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span)
+    decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span, det_every=settings.stride)
 
     def read() -> None:
         frames: Iterator[Frame] = decoder.frames()
@@ -150,17 +150,16 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
 
     detect_batch = HalvingOnOutOfMemory(detector)
 
-    every = settings.stride
-
     def detect() -> None:
-        """Runs the model on batches of the frames it looks at (one in ``every``); the others pass with None."""
+        """Runs the model on batches of the frames it looks at (those with a detector copy: one in
+        ``settings.stride``); the others pass with None."""
         ended = False
         while not ended:
             batch, looked_at = [], 0
             item = _get(decoded, stop)
             while item is not _END:
                 batch.append(item)
-                looked_at += item.index % every == 0
+                looked_at += item.small is not None
                 if looked_at >= settings.batch:
                     break
                 try:
@@ -168,7 +167,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 except queue.Empty:
                     break
             ended = item is _END
-            chosen = [f for f in batch if f.index % every == 0]
+            chosen = [f for f in batch if f.small is not None]
             found = {}
             if chosen:
                 started = time.perf_counter()

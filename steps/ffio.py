@@ -5,7 +5,7 @@ frame keeps its exact presentation timestamp on the way out of the decoder, thro
 and into the encoder: variable frame rate stays variable and no frame is dropped or
 duplicated. PyAV demuxes and muxes those NUT streams; the ffmpeg command lines are built
 with ffmpeg-python. Frames stay in YUV 4:2:0 end to end (no colour conversion of the full
-picture); the decoder also emits a small RGB copy of each frame for the detector.
+picture); the decoder also emits a small RGB copy of each frame the detector looks at.
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ class Decoder:
     """
 
     def __init__(self, info: MediaInfo, det_size: Optional[tuple[int, int]], hwaccel: Optional[str] = None,
-                 span: Optional[Span] = None):
+                 span: Optional[Span] = None, det_every: int = 1):
         self.info, self.det_size, self.hwaccel, self.span = info, det_size, hwaccel, span
+        self.det_every = det_every
         width, height = info.video.display_size
         self.width, self.height = even(width), even(height)
         self.time_base: Optional[Fraction] = None
@@ -141,10 +142,13 @@ class Decoder:
         outputs = []
         if self.det_size:
             split = video.split()
+            small = split[1]
+            if self.det_every > 1:  # only the frames the detector looks at are scaled and sent
+                small = small.filter("framestep", self.det_every)
             outputs = [split[0].filter("format", "yuv420p"),
                        # threads=0: swscale on every core (same pixels; one thread scaling 1080p caps
                        # the decoder near 260 fps on the build machine, below the GPU path's target).
-                       split[1].filter("scale", self.det_size[0], self.det_size[1], flags="area", threads=0)
+                       small.filter("scale", self.det_size[0], self.det_size[1], flags="area", threads=0)
                        .filter("format", "rgb24")]
         else:
             outputs = [video.filter("format", "yuv420p")]
@@ -156,7 +160,7 @@ class Decoder:
         self.stderr = _StderrTail(self.proc.stderr)
 
     def frames(self) -> Iterator[Frame]:
-        """Yield every decoded frame (of the span, if any) in presentation order, with the detector copy."""
+        """Yield every decoded frame (of the span, if any) in presentation order, with its detector copy if any."""
         if self.span is None:
             yield from self._decoded()
             return
@@ -219,13 +223,18 @@ class Decoder:
                 else:
                     w, h = self.det_size
                     pending_small.append(np.frombuffer(packet, np.uint8).reshape(h, w, 3))
-                while pending_full and (pending_small or not self.det_size):
+                while pending_full and (pending_small or not self._has_copy(pending_full[0])):
                     frame = pending_full.popleft()
-                    if self.det_size:
+                    if self._has_copy(frame):
                         frame.small = pending_small.popleft()
                     yield frame
             while pending_full:  # without a detector copy only if the decoder broke off
                 yield pending_full.popleft()
+
+    def _has_copy(self, frame: Frame) -> bool:
+        """Whether the decoder sends a detector copy of *frame* (one frame in ``det_every``, counted from
+        the first it decodes; with a span, frame indices are renumbered later, so this one is ffmpeg's)."""
+        return bool(self.det_size) and frame.index % self.det_every == 0
 
     def finish(self) -> None:
         """Wait for ffmpeg and raise a clear error if decoding failed."""

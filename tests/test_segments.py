@@ -36,6 +36,30 @@ def vfr_clip(tmp_path_factory):
     return path
 
 
+def test_only_the_frames_the_detector_looks_at_get_a_copy(vfr_clip):
+    """With det_every=3 the decoder scales only frames 0, 3, 6... of what it decodes, the same copies as when
+    it scales every frame; in a segment too, where decoding starts at a keyframe before the segment."""
+    info = probe(vfr_clip)
+
+    def copies(every, span=None):
+        decoder = Decoder(info, (32, 24), span=span, det_every=every)
+        frames = [(frame.pts, None if frame.small is None else frame.small.tobytes()) for frame in decoder.frames()]
+        decoder.finish()
+        return frames
+
+    every_frame, one_in_three = copies(1), copies(3)
+    assert [pts for pts, _ in one_in_three] == [pts for pts, _ in every_frame]
+    assert [copy is not None for _, copy in one_in_three] == [i % 3 == 0 for i in range(len(every_frame))]
+    reference = dict(every_frame)
+    assert all(copy == reference[pts] for pts, copy in one_in_three if copy is not None)
+    length = measure_all([vfr_clip])[0]
+    segment = spans(cut_times(length.duration, length.start, 1.3))[2]
+    kept = copies(3, segment)
+    looked_at = [i for i, (_, copy) in enumerate(kept) if copy is not None]
+    assert looked_at and all(b - a == 3 for a, b in zip(looked_at, looked_at[1:]))
+    assert all(copy == reference[pts] for pts, copy in kept if copy is not None)
+
+
 @pytest.mark.parametrize("clip,seconds", [("vfr", 1.3), ("hamilton_audio.mp4", 2.0), ("pedestrians_far.avi", 20.0)])
 def test_segments_partition_the_frames_exactly(clip, seconds, vfr_clip):
     """Cut mid-GOP (pedestrians_far.avi has a keyframe every 25 s, cut every ~20 s; hamilton starts at 0.85 s):
