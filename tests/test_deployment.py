@@ -83,3 +83,22 @@ def test_images_pass_hadolint_and_run_as_non_root(dockerfile):
     for copied in [line.split()[1:-1] for line in lines if line.startswith("COPY ")]:
         for path in copied:
             assert (ROOT / path).exists(), path
+
+
+def test_the_images_install_the_shipped_models():
+    """The images run ``pip install .``: every model file under steps/ must be declared package data, or the
+    pods' detector could not load (the int8 model is looked up beside its module)."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    models = [p for p in (ROOT / "steps").rglob("*.onnx")]
+    assert models
+    for path in models:
+        package = path.parent
+        while not (package / "__init__.py").exists():
+            package = package.parent
+        patterns = declared.get(".".join(package.relative_to(ROOT).parts), [])
+        inside = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(inside, pattern) for pattern in patterns), f"{inside} is not package data"
