@@ -85,8 +85,9 @@ class Settings(BaseModel):
     det_tiles: bool = Field(True, description="Tile copies larger than --det-max-side instead of shrinking them.",
                             json_schema_extra=_env("det_tiles"))
     int8: bool = Field(
-        True, description="On the CPU, run CenterFace quantized to int8 with OpenVINO (about 3x faster; recall "
-                          "measured on the quality harness); --no-int8: float32 on ONNX Runtime. No effect on a GPU.",
+        True, description="On the CPU, run CenterFace quantized to int8 with OpenVINO (its model about 2x faster; "
+                          "recall measured on the quality harness); --no-int8: float32 on ONNX Runtime. No effect "
+                          "on a GPU.",
         json_schema_extra=_env("int8"))
     mode: Mode = Field(
         Mode.blur, description="How faces are hidden: blur, pixelate or solid; boxes draws the detections instead "

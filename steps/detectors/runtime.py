@@ -4,8 +4,8 @@ The choice is automatic (see :func:`load`): ONNX Runtime's GPU providers when it
 installed; otherwise, on a machine whose torch sees a CUDA GPU, the graph is converted to a
 torch module by ``onnx2torch`` and run there in half precision (the GPU images carry torch
 for YOLO anyway, and onnxruntime-gpu is a large extra); otherwise the CPU: the model's int8
-version on OpenVINO when the detector has one and OpenVINO is installed (3 to 3.5 times
-faster than float32 on ONNX Runtime, see BENCHMARKS.md), else ONNX Runtime in float32.
+version on OpenVINO when the detector has one and OpenVINO is installed (the model about 2.2
+times faster than float32 on ONNX Runtime, see BENCHMARKS.md), else ONNX Runtime in float32.
 Every runner has ONNX Runtime's calling convention: ``run(output names, {input name: array})``,
 and makes the network's input from a batch of pictures where it runs best (``images_to_blob``).
 """
