@@ -76,7 +76,7 @@ def test_cpu_is_forced_by_the_environment(monkeypatch):
         assert accel.video_path() == accel.VideoPath(None, "libx264")
         assert accel.torch_cuda() is None and accel.onnx_gpu_providers() == ()
         assert accel.describe()["gpu"] is None  # what the summary's GPU-seconds read
-        assert isinstance(runtime.load(model_bytes()), runtime.OnnxRuntimeRunner)
+        assert isinstance(runtime.load(model_bytes), runtime.OnnxRuntimeRunner)
     finally:
         for probe in (accel.torch_cuda, accel.onnx_gpu_providers, accel.cuda_decoding, accel.nvenc, accel.gpu_name):
             probe.cache_clear()

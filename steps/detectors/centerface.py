@@ -66,7 +66,7 @@ class CenterFace(Detector):
                  providers: Sequence[str] | None = None, int8: bool = True):
         # ONNX Runtime (CPU or its GPU providers), torch on CUDA, or the int8 model on OpenVINO (CPU, *int8*):
         # see steps.detectors.runtime.
-        self.runner = runtime.load(model_bytes(), threads, providers, INT8_MODEL if int8 else None)
+        self.runner = runtime.load(model_bytes, threads, providers, INT8_MODEL if int8 else None)
         self.threshold, self.resolution = threshold, resolution
         if self.runner.describe()["device"] == "cpu":
             self.max_pixels_per_call = CPU_PIXELS_PER_CALL

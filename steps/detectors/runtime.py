@@ -12,7 +12,7 @@ and makes the network's input from a batch of pictures where it runs best (``ima
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -180,20 +180,22 @@ def torch_backend_available() -> bool:
     return True
 
 
-def load(model: bytes, threads: int = 0, providers: Sequence[str] | None = None,
+def load(model: Callable[[], bytes], threads: int = 0, providers: Sequence[str] | None = None,
          int8_model: Optional[Path] = None) -> Runner:
-    """The fastest runner for *model* here (see the module's docstring); *providers* forces ONNX Runtime's.
+    """The fastest runner for the model *model()* serializes (see the module's docstring); *providers*
+    forces ONNX Runtime's.
 
-    *int8_model*: the same model quantized, used on the CPU when OpenVINO is installed.
+    *int8_model*: the same model quantized, used on the CPU when OpenVINO is installed; *model* is then
+    not called (preparing the float graph takes about 2 s of each worker's start).
     """
     if providers is not None:
-        return OnnxRuntimeRunner(model, providers, threads)
+        return OnnxRuntimeRunner(model(), providers, threads)
     gpu_providers = accel.onnx_gpu_providers()
     if gpu_providers:
-        return OnnxRuntimeRunner(model, [*gpu_providers, "CPUExecutionProvider"], threads)
+        return OnnxRuntimeRunner(model(), [*gpu_providers, "CPUExecutionProvider"], threads)
     gpu = accel.torch_cuda()
     if gpu is not None and torch_backend_available():
-        return TorchRunner(model, gpu.device, gpu.half)
+        return TorchRunner(model(), gpu.device, gpu.half)
     if int8_model is not None and openvino_available():
         return OpenVinoRunner(int8_model, threads)
-    return OnnxRuntimeRunner(model, ["CPUExecutionProvider"], threads)
+    return OnnxRuntimeRunner(model(), ["CPUExecutionProvider"], threads)
