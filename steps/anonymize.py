@@ -12,15 +12,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from steps import accel, engine
-from steps.audit import AuditResult, audit, audit_line
-from steps.containers import SEGMENT, carries, container_for, output_name
+from steps.audit import AuditResult, SecondPass, audit, audit_line, leak_boxes
+from steps.containers import SEGMENT, Container, carries, container_for, output_name
 from steps.detections import SUFFIX as DETECTIONS_SUFFIX
 from steps.detections import DetectionsWriter
 from steps.detectors import Detector, load
@@ -47,7 +50,7 @@ from steps.fsutil import (
 from steps.join import describe, join_when_complete
 from steps.manifest import Manifest
 from steps.outputs import write_outputs
-from steps.probe import check_readable, probe
+from steps.probe import MediaInfo, check_readable, probe
 from steps.progress import StepProgress
 from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for, sibling_path
 from steps.segments import Span, parse_work_item, segment_file, segment_folder, segment_report, spans
@@ -82,8 +85,6 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
     report = VideoReport(status="failed", input=InputFacts(path=display_path or str(source)), started_at=started,
                          settings=settings.model_dump(mode="json"), settings_digest=settings.digest(),
                          attempt=attempt, segment=segment)
-    tmp: Optional[Path] = None
-    detections: Optional[DetectionsWriter] = None
     try:
         if (input_root is not None and is_within(output, input_root)) or _same_file(source, output):
             raise PermanentError("the output would be written into the input tree; choose another output folder")
@@ -119,7 +120,6 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
                 remove_quietly(stale)
         except OSError as exc:
             raise_for_os_error(exc, f"preparing the output folder for {output.name!r}")
-        tmp = partial_path(output)
         detector = _detector(settings, threads)
         report.detector = detector.describe()
         video_path = accel.video_path()
@@ -127,41 +127,23 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         # Marks the video as in progress: if this process is killed, the summary will not
         # mistake an older report for this run's result.
         report.model_copy(update={"status": "running"}).save(report_path)
-        sampler = FaceFrameSampler()
-        detections = DetectionsWriter(sibling_path(report_path, DETECTIONS_SUFFIX))
-        stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
-                           name=output.name, on_frame=sampler, detections=detections, span=span,
-                           video_path=video_path)
-        declared = info.video.nb_frames
-        if span is None and declared and stats.frames < declared:
-            raise PermanentError(f"only {stats.frames} of the {declared} frames {source.name!r} declares could be "
-                                 "decoded: the file is truncated or damaged")
-        if stats.frames == 0 and span is not None:  # a segment without frames (a gap in the video): no file
-            frames_out, output = 0, None
-        else:
-            frames_out = count_video_packets(tmp)
-            if frames_out != stats.frames:
-                raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
-            os.replace(tmp, output)
-            tmp = None
-        detections_path = detections.commit()
-        detections = None
-        report = report.model_copy(update={
-            "status": "done", "output": str(output) if output else None, "frames_in": stats.frames,
-            "frames_out": frames_out,
-            # A segment's frames reach the video only at the join: no strip of its own.
-            "thumbnails": _write_thumbnails(sampler, output) if output and span is None else None,
-            "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
-            "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(detections_path),
-            "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
-        })
-        if stats.batch_after_oom:
+        write = partial(_write_video, info, container=container, settings=settings, detector=detector,
+                        report_path=report_path, threads=threads, span=span, video_path=video_path)
+        written = write(output, progress=progress)
+        output = written.output
+        report = report.model_copy(update={"status": "done", **written.facts(span)})
+        if written.stats.batch_after_oom:
             report.note = (f"the detector ran out of memory with {settings.batch} frames per batch; it went on with "
-                           f"{stats.batch_after_oom}")
+                           f"{written.stats.batch_after_oom}")
         if settings.audit and output is not None and span is None:
             report.audit = run_audit(source, output, settings.audit_every)
             report.audit_findings = None if report.audit.error else report.audit.suspect_frames
-            audit_seconds = report.audit.seconds
+            if settings.audit_hide and report.audit.leaks and not report.audit.error:
+                again = _hide_leaks(report.audit, source, output, written.stats.frames, settings, write)
+                if again is not None:
+                    report = report.model_copy(update=again.facts(span))
+            audit_seconds = report.audit.seconds + (report.audit.second_pass.seconds
+                                                    if report.audit.second_pass else 0.0)
     except AnonymizeError as exc:
         report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
     except OSError as exc:
@@ -172,10 +154,6 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
             report.exit_code = classified.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
         report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
-    finally:
-        remove_quietly(tmp)
-        if detections is not None:
-            detections.discard()
     elapsed = time.monotonic() - clock
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
     if report.status == "done" and report.frames_out:  # the anonymization's speed, without the audit
@@ -183,6 +161,79 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         report.fps = round(report.frames_out / working, 2) if working > 0 else None
     save_final_report(report, report_path)
     return report
+
+
+@dataclass
+class _Written:
+    """A video written by :func:`_write_video`."""
+
+    stats: engine.Stats
+    sampler: FaceFrameSampler
+    output: Optional[Path]  # None: a segment without frames (a gap in the video), no file
+    frames_out: int
+    detections: Path
+
+    def facts(self, span: Optional[Span]) -> dict:
+        """The report's fields about it."""
+        stats = self.stats
+        return {
+            "output": str(self.output) if self.output else None, "frames_in": stats.frames,
+            "frames_out": self.frames_out,
+            # A segment's frames reach the video only at the join: no strip of its own.
+            "thumbnails": _write_thumbnails(self.sampler, self.output) if self.output and span is None else None,
+            "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
+            "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(self.detections),
+            "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+        }
+
+
+def _write_video(info: MediaInfo, output: Path, *, container: Container, settings: Settings, detector: Detector,
+                 report_path: Path, threads: int, span: Optional[Span], video_path: accel.VideoPath,
+                 progress: Optional[Progress] = None, extra: Optional[dict[int, np.ndarray]] = None) -> _Written:
+    """Anonymize *info*'s video into *output* (see steps.engine) through a temporary file that replaces
+    it only once complete and checked, its detections file beside *report_path*; *extra* boxes are
+    hidden too (the audit's second pass)."""
+    tmp = partial_path(output)
+    sampler = FaceFrameSampler()
+    detections = DetectionsWriter(sibling_path(report_path, DETECTIONS_SUFFIX))
+    try:
+        stats = engine.run(info, tmp, container, settings, detector, threads=threads, progress=progress,
+                           name=output.name, on_frame=sampler, detections=detections, span=span,
+                           video_path=video_path, extra=extra)
+        declared = info.video.nb_frames
+        if span is None and declared and stats.frames < declared:
+            raise PermanentError(f"only {stats.frames} of the {declared} frames {info.path.name!r} declares could "
+                                 "be decoded: the file is truncated or damaged")
+        if stats.frames == 0 and span is not None:
+            return _Written(stats, sampler, None, 0, detections.commit())
+        frames_out = count_video_packets(tmp)
+        if frames_out != stats.frames:
+            raise TransientError(f"the encoded video has {frames_out} frames instead of {stats.frames}")
+        os.replace(tmp, output)
+        return _Written(stats, sampler, output, frames_out, detections.commit())
+    except BaseException:
+        detections.discard()
+        raise
+    finally:
+        remove_quietly(tmp)
+
+
+def _hide_leaks(result: AuditResult, source: Path, output: Path, frames: int, settings: Settings,
+                write: Callable[..., _Written]) -> Optional[_Written]:
+    """The audit's second pass (see steps.audit): *output* written again from *source* with *result*'s
+    leaks hidden too, then those frames audited again. Recorded in ``result.second_pass``; a failure
+    leaves the first output in place and is recorded there, never undoing the video."""
+    started = time.monotonic()
+    extra = {i: boxes for i, boxes in leak_boxes(result, settings.pre_roll, settings.post_roll).items() if i < frames}
+    second = result.second_pass = SecondPass(boxes=sum(len(b) for b in extra.values()), frames=len(extra))
+    written = None
+    try:
+        written = write(output, extra=extra)
+        second.leaks_left = audit(source, output, only=set(extra)).leaks
+    except Exception as exc:  # noqa: BLE001 - the first output stands; say why it was not improved
+        second.error = one_sentence(f"the second pass could not run: {exc}")
+    second.seconds = round(time.monotonic() - started, 3)
+    return written
 
 
 def save_final_report(report: VideoReport, path: Path) -> None:

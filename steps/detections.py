@@ -4,7 +4,8 @@ The file is a gzip-compressed CSV (``<video>.detections.csv.gz``) with one row p
 ``frame`` (0-based, in presentation order), ``time`` (seconds, the frame's timestamp),
 ``x1, y1, x2, y2`` (pixels of the displayed picture, before the mask is grown), ``score``,
 ``track`` (-1 without tracking) and ``source`` (``detected``, ``filled`` between two
-detections of the track, or ``held`` before, after or across frames not detected). It is
+detections of the track, ``held`` before, after or across frames not detected, or ``audit``:
+found left visible by the audit pass and hidden by its second pass, see steps.audit). It is
 written to a hidden temporary file and renamed when complete, like the video.
 """
 
@@ -24,7 +25,7 @@ from steps.tracking import SOURCE, TRACK
 
 SUFFIX = ".detections.csv.gz"
 COLUMNS = ["frame", "time", "x1", "y1", "x2", "y2", "score", "track", "source"]
-SOURCES = {0: "detected", 1: "filled", 2: "held"}
+SOURCES = {0: "detected", 1: "filled", 2: "held", 3: "audit"}
 
 
 class DetectionsWriter:

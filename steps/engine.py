@@ -14,11 +14,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from steps import accel
@@ -69,8 +70,9 @@ class Stats:
 
 def tracker_config(settings: Settings) -> TrackerConfig:
     """The tracker the settings ask for. On a stride, a face is held at least across the frames the detector
-    skips before its first and after its last detection (it may have been there in them)."""
-    skipped = settings.stride - 1
+    skips before its first and after its last detection (it may have been there in them); a small face,
+    found only at full resolution, across those between two full-resolution looks (``fine_every``)."""
+    skipped = settings.stride * settings.fine_every - 1
     return TrackerConfig(enabled=settings.tracking, threshold=settings.threshold,
                          keep_threshold=min(settings.keep_threshold, settings.threshold), max_gap=settings.max_gap,
                          pre_roll=max(settings.pre_roll, skipped), post_roll=max(settings.post_roll, skipped),
@@ -114,7 +116,8 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 def run(info: MediaInfo, output: Path, container: Container, settings: Settings, detector: Detector,
         threads: int = 0, progress: Optional[Progress] = None, name: str = "",
         on_frame: Optional[FrameHook] = None, detections: Optional[DetectionsWriter] = None,
-        span: Optional[Span] = None, video_path: Optional[accel.VideoPath] = None) -> Stats:
+        span: Optional[Span] = None, video_path: Optional[accel.VideoPath] = None,
+        extra: Optional[Mapping[int, np.ndarray]] = None) -> Stats:
     """Anonymize *info*'s video into *output* (a temporary path the caller renames, *name* in messages).
 
     *on_frame* sees each frame after its faces are hidden, before the encoder (see steps.thumbnails).
@@ -122,6 +125,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     With a *span*, only that segment's frames (see steps.segments); a span without frames
     writes nothing and returns zero frames.
     *video_path* says how ffmpeg decodes and encodes (default: the fastest that works here, see steps.accel).
+    *extra* boxes (frame index -> N x 7, as the tracker's) are hidden too: the audit's second pass.
     """
     video_path = video_path or accel.video_path()
     width, height = info.video.display_size
@@ -149,40 +153,56 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             decoder.finish()
 
     detect_batch = HalvingOnOutOfMemory(detector)
+    coarse_size = detector.coarse_size(width, height) if settings.fine_every > 1 else None
+    looked_at_total = 0
+
+    def detect_scaled(frames: list[Frame], size: tuple[int, int]) -> dict[int, np.ndarray]:
+        """Boxes in full-frame pixels for *frames*, their detector copies scaled to *size* first."""
+        if not frames:
+            return {}
+        pictures = [f.small if size == det_size else cv2.resize(f.small, size, interpolation=cv2.INTER_AREA)
+                    for f in frames]
+        found = {}
+        sx, sy = decoder.width / size[0], decoder.height / size[1]
+        for frame, boxes in zip(frames, detect_batch(pictures)):
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] *= sx
+            boxes[:, [1, 3]] *= sy
+            found[frame.index] = boxes
+        return found
 
     def detect() -> None:
         """Runs the model on batches of the frames it looks at (those with a detector copy: one in
-        ``settings.stride``); the others pass with None."""
+        ``settings.stride``; with ``settings.fine_every`` > 1, all but one in that many of them at the
+        cheaper coarse size); the others pass with None."""
+        nonlocal looked_at_total
         ended = False
         while not ended:
-            batch, looked_at = [], 0
+            batch: list[Frame] = []
+            fine: list[Frame] = []
+            coarse: list[Frame] = []
             item = _get(decoded, stop)
             while item is not _END:
                 batch.append(item)
-                looked_at += item.small is not None
-                if looked_at >= settings.batch:
-                    break
+                if item.small is not None:
+                    use_coarse = coarse_size is not None and looked_at_total % settings.fine_every != 0
+                    (coarse if use_coarse else fine).append(item)
+                    looked_at_total += 1
+                    if max(len(fine), len(coarse)) >= settings.batch:  # one full call of either size
+                        break
                 try:
                     item = decoded.get_nowait()
                 except queue.Empty:
                     break
             ended = item is _END
-            chosen = [f for f in batch if f.small is not None]
-            found = {}
-            if chosen:
-                started = time.perf_counter()
-                found = dict(zip((f.index for f in chosen), detect_batch([f.small for f in chosen])))
+            started = time.perf_counter()
+            found = {**detect_scaled(fine, det_size), **detect_scaled(coarse, coarse_size or det_size)}
+            if fine or coarse:
                 stats.batch_after_oom = detect_batch.batch_limit
                 stats.seconds["detect"] += time.perf_counter() - started
-            sx, sy = decoder.width / det_size[0], decoder.height / det_size[1]
             for frame in batch:
                 frame.small = None  # the detector's copy is not needed any more
-                boxes = found.get(frame.index)
-                if boxes is not None:
-                    boxes = boxes.copy()
-                    boxes[:, [0, 2]] *= sx
-                    boxes[:, [1, 3]] *= sy
-                if not _put(detected, (frame, boxes), stop):
+                if not _put(detected, (frame, found.get(frame.index)), stop):
                     return
         _put(detected, _END, stop)
 
@@ -200,6 +220,8 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                               decoder.time_base, decoder.rate,
                               EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
         started = time.perf_counter()
+        if extra is not None and index in extra:
+            boxes = np.concatenate([boxes, extra[index]])
         if len(boxes):
             hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
             stats.frames_with_faces += 1

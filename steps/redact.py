@@ -6,7 +6,7 @@ picture so no hard edge is drawn. Inside, ``blur`` keeps about three cells of co
 the face (no feature survives), ``pixelate`` keeps eight blocks, ``solid`` paints it black.
 ``boxes`` hides nothing: it draws each box and the outline of its mask, for review (green:
 detected in this frame, yellow: filled between detections, red: held before, after or
-across undetected frames), with the track number and score.
+across undetected frames, magenta: added by the audit's second pass), with the track number and score.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _BLACK = {0: 16, 1: 128, 2: 128}  # Y, U, V of black (limited range)
 #: Blur kernels from this size up are applied at half size (see _hidden).
 _LARGE_KERNEL = 9
 #: Y, U, V (BT.601, limited range) of the review colours, by box source (steps.tracking).
-_REVIEW_COLOURS = {0: (145, 54, 34), 1: (210, 16, 146), 2: (81, 90, 240)}
+_REVIEW_COLOURS = {0: (145, 54, 34), 1: (210, 16, 146), 2: (81, 90, 240), 3: (107, 202, 222)}
 
 
 def grow(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:

@@ -111,6 +111,13 @@ class Settings(BaseModel):
                     "frames between (with --no-tracking: every frame). Faster; a face seen for fewer frames than "
                     "this may be missed.",
         json_schema_extra=_env("detect_every"))
+    fine_every: int = Field(
+        2, ge=1, le=8,
+        description="Of the frames the detector looks at, one in this many at the full detection resolution "
+                    "(--min-face); the others at the video's own size (faces of 24 px and more), about half the "
+                    "cost, the tracker carrying small faces between full-resolution looks. 1: all at full "
+                    "resolution.",
+        json_schema_extra=_env("fine_every"))
     keep_threshold: float = Field(
         0.1, ge=0.01, le=0.99,
         description="With tracking: a weaker detection, down to this score, still continues a face's track.",
@@ -130,6 +137,11 @@ class Settings(BaseModel):
                         json_schema_extra=_env("audit"))
     audit_every: int = Field(1, ge=1, le=1000, description="With --audit: check every Nth frame.",
                              json_schema_extra=_env("audit_every"))
+    audit_hide: bool = Field(True, description="With --audit: when it finds faces left visible (leaks), write "
+                                               "the video again from its input with those boxes hidden too (a few "
+                                               "frames either side) and check those frames again; "
+                                               "--no-audit-hide only lists them.",
+                             json_schema_extra=_env("audit_hide"))
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -93,7 +93,7 @@ def row_for(path: str, report: Optional[VideoReport]) -> Row:
               device=device, started_at=report.started_at, finished_at=report.finished_at,
               thumbnails=report.thumbnails, detections=report.detections)
     if report.audit is not None:
-        row.audit_leaks = report.audit.leaks if not report.audit.error else None
+        row.audit_leaks = report.audit.leaks_left if not report.audit.error else None
         row.audit_where = report.audit.error or report.audit.where_to_look()
     return row
 

@@ -34,8 +34,9 @@ from scipy.optimize import linear_sum_assignment
 from steps.detectors.base import Boxes
 
 #: What each output box is, in column SOURCE: found by the detector in this frame, interpolated
-#: between two detections, or held (pre-roll, post-roll, or carried over a frame not detected).
-DETECTED, FILLED, HELD = 0, 1, 2
+#: between two detections, or held (pre-roll, post-roll, or carried over a frame not detected);
+#: AUDITED boxes never come from the tracker: the audit pass found them left visible (steps.audit).
+DETECTED, FILLED, HELD, AUDITED = 0, 1, 2, 3
 #: Output columns: x1, y1, x2, y2, score, track id, source.
 TRACK, SOURCE = 5, 6
 NO_TRACKED = np.zeros((0, 7), np.float32)

@@ -126,12 +126,14 @@ def test_onnx_runtime_out_of_memory_is_caught(arena, expected):
 def test_a_video_goes_on_with_half_the_batch_or_fails_as_transient(tmp_path, monkeypatch):
     clip = tmp_path / "in.mp4"
     # 30 frames, 10 of them looked at (one in 3): whatever the first batch took, at least 6 wait behind the
-    # first call's pause, so a batch of 4 comes, does not fit, and is halved.
+    # first call's pause, so a batch of 4 comes, does not fit, and is halved (fine_every=1: all at one size,
+    # so no batch is split between two).
     make_sample_clip(clip, seconds=1.2, width=160, height=90)
     for fits, status in ((2, "done"), (0, "failed")):
         monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads, fits=fits: TightGpu(fits, 1.0))
         out = tmp_path / f"out{fits}.mp4"
-        report = anonymize_step.anonymize_file(clip, out, tmp_path / f"{fits}.json", Settings(batch=4))
+        report = anonymize_step.anonymize_file(clip, out, tmp_path / f"{fits}.json",
+                                               Settings(batch=4, fine_every=1))
         assert report.status == status, report.error
         if status == "done":
             assert "ran out of memory with 4 frames per batch; it went on with 2" in report.note

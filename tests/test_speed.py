@@ -193,3 +193,37 @@ def test_on_the_cpu_a_call_holds_about_one_hd_picture():
     assert tiles > 1 and sum(n for n, _ in tiled.calls) == 2 * tiles + 2
     assert all(n * h * w <= 1920 * 1088 for n, (h, w) in tiled.calls)
     assert CenterFace(providers=["CPUExecutionProvider"]).max_pixels_per_call == 1920 * 1088
+
+
+
+@pytest.mark.parametrize("fine_every,expected", [(2, {(540, 960): 5, (360, 640): 4}), (1, {(540, 960): 9})])
+def test_between_full_resolution_looks_the_detector_sees_the_video_at_its_own_size(tmp_path, monkeypatch,
+                                                                                    fine_every, expected):
+    """25 frames of 640x360, one in 3 looked at: with fine_every=2, frames 0, 6, 12... at 1.5x (16-px faces),
+    3, 9, 15... at the video's own size; every face found, in either, is where it really is (boxes scaled
+    back to the frame)."""
+    from steps import anonymize as anonymize_step
+    from steps.detections import read_detections
+    from steps.tracking import iou_matrix
+
+    clip = tmp_path / "in.mp4"
+    truth = make_sample_clip(clip, seconds=1, audio=False)
+    detector = CenterFace()
+    pictures: dict[tuple[int, int], int] = {}
+    real_infer = detector.infer
+
+    def counting_infer(images):
+        pictures[images[0].shape[:2]] = pictures.get(images[0].shape[:2], 0) + len(images)
+        return real_infer(images)
+
+    monkeypatch.setattr(detector, "infer", counting_infer)
+    monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads: detector)
+    report = anonymize_step.anonymize_file(clip, tmp_path / "out.mp4", tmp_path / "out.mp4.report.json",
+                                           Settings(fine_every=fine_every))
+    assert report.status == "done", report.error
+    assert pictures == expected
+    detected = [r for r in read_detections(Path(report.detections)) if r["source"] == "detected"]
+    assert {int(r["frame"]) for r in detected} == set(range(0, 25, 3))
+    for row in detected:
+        box = np.array([[float(row[k]) for k in ("x1", "y1", "x2", "y2")]])
+        assert iou_matrix(box, np.array(truth[int(row["frame"])], float)).max() > 0.6, row

@@ -61,6 +61,13 @@ class Resolution:
             scale = self.max_side / max(width, height)
         return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
+    def coarse_size(self, width: int, height: int) -> Optional[tuple[int, int]]:
+        """A cheaper copy for frames of *width* x *height*: the video's own size (at most ``max_side``),
+        where faces of ``reference_face`` pixels are found; None when the full copy is no larger."""
+        if self.scale <= 1:
+            return None
+        return fit_size(width, height, self.max_side)
+
     def tile_grid(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """Tiles (x, y, w, h) covering a copy of *width* x *height*; one tile when it fits in max_side."""
         if max(width, height) <= self.max_side:
@@ -98,6 +105,10 @@ class Detector(ABC):
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) of the copy this detector wants for frames of *width* x *height*."""
         return self.resolution.copy_size(width, height)
+
+    def coarse_size(self, width: int, height: int) -> Optional[tuple[int, int]]:
+        """A cheaper copy's (width, height) for the frames not looked at in full (settings.fine_every), or None."""
+        return self.resolution.coarse_size(width, height)
 
     @abstractmethod
     def infer(self, images: Sequence[np.ndarray]) -> list[Boxes]:
