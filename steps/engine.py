@@ -188,7 +188,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                     use_coarse = coarse_size is not None and looked_at_total % settings.fine_every != 0
                     (coarse if use_coarse else fine).append(item)
                     looked_at_total += 1
-                    if max(len(fine), len(coarse)) >= settings.batch:  # one full call of either size
+                    if len(fine) + len(coarse) >= settings.batch:  # a batch of either size, or of both
                         break
                 try:
                     item = decoded.get_nowait()

@@ -227,3 +227,13 @@ def test_between_full_resolution_looks_the_detector_sees_the_video_at_its_own_si
     for row in detected:
         box = np.array([[float(row[k]) for k in ("x1", "y1", "x2", "y2")]])
         assert iou_matrix(box, np.array(truth[int(row["frame"])], float)).max() > 0.6, row
+
+
+def test_the_coarse_look_at_a_tiled_video_reuses_the_overviews_picture_size():
+    """A third picture size would cost the detector another compiled model (about 150 MB at 1080p)."""
+    resolution = Resolution()
+    assert resolution.coarse_size(640, 360) == (640, 360)  # the video's own size: faces of 24 px
+    full = resolution.copy_size(1920, 1080)
+    assert len(resolution.tile_grid(*full)) == 2
+    assert resolution.coarse_size(1920, 1080) == resolution.overview_size(*full) == (1440, 810)
+    assert Resolution(min_face=24).coarse_size(1920, 1080) is None  # nothing cheaper than the full look
