@@ -46,6 +46,16 @@ class DetectionsWriter:
                                 SOURCES.get(int(box[SOURCE]), "detected")])
             self.rows += 1
 
+    def append(self, path: Path, frame_offset: int) -> None:
+        """Every row of another detections file (a segment's), its frames numbered *frame_offset* later."""
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle)
+            if next(rows, None) != COLUMNS:
+                raise ValueError(f"{path.name} is not a detections file")
+            for row in rows:
+                self._csv.writerow([int(row[0]) + frame_offset, *row[1:]])
+                self.rows += 1
+
     def commit(self) -> Path:
         self._raw.close()
         os.replace(self.tmp, self.path)

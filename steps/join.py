@@ -33,6 +33,8 @@ import av
 import typer
 
 from steps.containers import Container, output_name
+from steps.detections import SUFFIX as DETECTIONS_SUFFIX
+from steps.detections import DetectionsWriter
 from steps.errors import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -47,7 +49,7 @@ from steps.ffio import Encoder, EncoderSettings, count_video_packets
 from steps.fsutil import fingerprint, partial_path, raise_for_os_error, remove_quietly, stale_partials
 from steps.manifest import Manifest
 from steps.probe import MediaInfo, check_readable, ffmpeg_url, probe
-from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for
+from steps.report import InputFacts, SegmentFacts, VideoReport, now, report_path_for, sibling_path
 from steps.segments import segment_folder, segment_report, spans
 from steps.settings import Settings, with_settings_options
 
@@ -132,8 +134,10 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             raise PermanentError(f"{source.name!r} holds no decodable video frame")
         frames = join_files(info, files, tmp, container, output.name)
         _check(info, tmp, frames, sum(part.frames_out or 0 for part in parts), source.name)
+        detections = _joined_detections(parts, folder, sibling_path(report_path, DETECTIONS_SUFFIX))
         os.replace(tmp, output)
         tmp = None
+        detections_path = detections.commit()
         seconds = sum(part.wall_seconds or 0 for part in parts)
         stages: dict[str, float] = {}
         for part in parts:
@@ -145,7 +149,7 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             "frames_with_faces": sum(part.frames_with_faces or 0 for part in parts),
             "faces_detected": sum(part.faces_detected or 0 for part in parts),
             "boxes_hidden": sum(part.faces_hidden or 0 for part in parts), "stage_seconds": stages,
-            "fps": round(frames / seconds, 2) if seconds else None,
+            "fps": round(frames / seconds, 2) if seconds else None, "detections": str(detections_path),
             "note": f"anonymized in {len(parts)} segments, joined without re-encoding",
         })
     except AnonymizeError as exc:
@@ -209,6 +213,23 @@ def join_all(manifest: Manifest, input_root: Path, output_root: Path, settings: 
         indices = [i for i, item in enumerate(manifest.items) if item.cuts]
         todo = [i for i, needed in zip(indices, pool.map(left, indices)) if needed]
         return list(pool.map(lambda i: join_item(manifest, i, input_root, output_root, settings, force=force), todo))
+
+
+def _joined_detections(parts: list[VideoReport], folder: Path, path: Path) -> DetectionsWriter:
+    """The video's detections file made of its segments' (steps.detections), each segment's frames
+    numbered from the video's first; written to its temporary file, for the caller to commit."""
+    writer = DetectionsWriter(path)
+    try:
+        offset = 0
+        for part in parts:
+            own = sibling_path(segment_report(folder, part.segment.index), DETECTIONS_SUFFIX)
+            if own.is_file():  # a segment without frames has none
+                writer.append(own, offset)
+            offset += part.frames_out or 0
+    except BaseException:
+        writer.discard()
+        raise
+    return writer
 
 
 def _loaded(folder: Path, cuts: list[float]) -> list[VideoReport]:
