@@ -144,16 +144,8 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
                     report = report.model_copy(update=again.facts(span))
             audit_seconds = report.audit.seconds + (report.audit.second_pass.seconds
                                                     if report.audit.second_pass else 0.0)
-    except AnonymizeError as exc:
-        report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
-    except OSError as exc:
-        try:
-            raise_for_os_error(exc, f"anonymizing {source.name!r}")
-        except AnonymizeError as classified:
-            report.error, report.error_kind = one_sentence(str(classified)), classified.kind
-            report.exit_code = classified.exit_code
-    except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
-        report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
+    except Exception as exc:  # noqa: BLE001 - a failure, or a bug, must still leave a report
+        report.record_failure(exc, f"anonymizing {source.name!r}")
     elapsed = time.monotonic() - clock
     report.finished_at, report.wall_seconds = now(), round(elapsed, 3)
     if report.status == "done" and report.frames_out:  # the anonymization's speed, without the audit

@@ -152,16 +152,8 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             "fps": round(frames / seconds, 2) if seconds else None, "detections": str(detections_path),
             "note": f"anonymized in {len(parts)} segments, joined without re-encoding",
         })
-    except AnonymizeError as exc:
-        report.error, report.error_kind, report.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
-    except OSError as exc:
-        try:
-            raise_for_os_error(exc, f"joining {source.name!r}")
-        except AnonymizeError as classified:
-            report.error, report.error_kind = one_sentence(str(classified)), classified.kind
-            report.exit_code = classified.exit_code
-    except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
-        report.error, report.error_kind, report.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
+    except Exception as exc:  # noqa: BLE001 - a failure, or a bug, must still leave a report
+        report.record_failure(exc, f"joining {source.name!r}")
     finally:
         remove_quietly(tmp)
     join_seconds = time.monotonic() - clock

@@ -12,7 +12,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ValidationError
 
 from steps.audit import AuditResult
-from steps.fsutil import atomic_write_text, to_json
+from steps.errors import AnonymizeError, one_sentence
+from steps.fsutil import atomic_write_text, raise_for_os_error, to_json
 
 REPORT_SUFFIX = ".report.json"
 #: "running" is on disk only while a worker processes the video (or if it was killed doing so).
@@ -113,6 +114,19 @@ class VideoReport(BaseModel):
             and ((self.output is not None and os.path.isfile(self.output))
                  or (segment is not None and self.frames_out == 0))
         )
+
+    def record_failure(self, exc: Exception, doing: str) -> None:
+        """Say in one classified sentence why the work (*doing*, for OS errors' messages) failed: an
+        AnonymizeError as it is, an OSError classified by steps.fsutil, anything else as internal."""
+        if isinstance(exc, OSError):
+            try:
+                raise_for_os_error(exc, doing)
+            except AnonymizeError as classified:
+                exc = classified
+        if isinstance(exc, AnonymizeError):
+            self.error, self.error_kind, self.exit_code = one_sentence(str(exc)), exc.kind, exc.exit_code
+        else:
+            self.error, self.error_kind, self.exit_code = one_sentence(f"internal error: {exc!r}"), "internal", 1
 
     def skipped(self) -> VideoReport:
         """This done report, as the report of a run that found the work already done."""
