@@ -46,6 +46,12 @@ def run_cli(*args: str, env: dict | None = None, check: bool = False, **kwargs) 
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """Compiled models (steps.detectors.ov_cache) go to this session's folder, not the user's cache."""
+    os.environ["ANON_MODEL_CACHE"] = str(tmp_path_factory.mktemp("model_cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_run(tmp_path_factory):
     """``python -m workflows run`` over a copy of all shared clips (copied to a temp folder, never the project)."""

