@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import steps  # noqa: F401 - first: OpenVINO's usage telemetry stays off in the test process too
+
 ROOT = Path(__file__).resolve().parent.parent
 
 def _media_folder() -> Path:
