@@ -135,11 +135,11 @@ def anonymize_file(source: Path, output: Path, report_path: Path, settings: Sett
         if written.stats.batch_after_oom:
             report.note = (f"the detector ran out of memory with {settings.batch} frames per batch; it went on with "
                            f"{written.stats.batch_after_oom}")
-        if settings.audit and output is not None and span is None:
-            report.audit = run_audit(source, output, settings.audit_every)
+        if settings.audit and output is not None:
+            report.audit = run_audit(source, output, settings.audit_every, span)
             report.audit_findings = None if report.audit.error else report.audit.suspect_frames
             if settings.audit_hide and report.audit.leaks and not report.audit.error:
-                again = _hide_leaks(report.audit, source, output, written.stats.frames, settings, write)
+                again = _hide_leaks(report.audit, source, output, written.stats.frames, settings, write, span)
                 if again is not None:
                     report = report.model_copy(update=again.facts(span))
             audit_seconds = report.audit.seconds + (report.audit.second_pass.seconds
@@ -211,7 +211,7 @@ def _write_video(info: MediaInfo, output: Path, *, container: Container, setting
 
 
 def _hide_leaks(result: AuditResult, source: Path, output: Path, frames: int, settings: Settings,
-                write: Callable[..., _Written]) -> Optional[_Written]:
+                write: Callable[..., _Written], span: Optional[Span]) -> Optional[_Written]:
     """The audit's second pass (see steps.audit): *output* written again from *source* with *result*'s
     leaks hidden too, then those frames audited again. Recorded in ``result.second_pass``; a failure
     leaves the first output in place and is recorded there, never undoing the video."""
@@ -221,7 +221,7 @@ def _hide_leaks(result: AuditResult, source: Path, output: Path, frames: int, se
     written = None
     try:
         written = write(output, extra=extra)
-        second.leaks_left = audit(source, output, only=set(extra)).leaks
+        second.leaks_left = audit(source, output, only=set(extra), span=span).leaks
     except Exception as exc:  # noqa: BLE001 - the first output stands; say why it was not improved
         second.error = one_sentence(f"the second pass could not run: {exc}")
     second.seconds = round(time.monotonic() - started, 3)
@@ -260,11 +260,11 @@ def _write_thumbnails(sampler: FaceFrameSampler, output: Path) -> Optional[str]:
     return None
 
 
-def run_audit(source: Path, output: Path, every: int) -> AuditResult:
-    """The audit of a finished output; its failure is recorded, it never undoes the anonymized video."""
+def run_audit(source: Path, output: Path, every: int, span: Optional[Span] = None) -> AuditResult:
+    """The audit of a finished output (or segment); its failure is recorded, it never undoes the anonymized video."""
     started = time.monotonic()
     try:
-        return audit(source, output, every)
+        return audit(source, output, every, span=span)
     except Exception as exc:  # noqa: BLE001 - the video is done; say why the audit is missing
         return AuditResult(every=every, error=one_sentence(f"the audit could not run: {exc}"),
                            seconds=round(time.monotonic() - started, 3))

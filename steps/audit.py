@@ -38,6 +38,7 @@ from steps.detectors.base import fit_size
 from steps.ffio import Decoder, Frame
 from steps.likeness import HIDDEN_SHARE, changed_share
 from steps.probe import MediaInfo, probe
+from steps.segments import Span
 from steps.tracking import AUDITED, SOURCE, TRACK, iou_matrix
 
 PROBABILITY = 0.9
@@ -144,9 +145,9 @@ def changed_in_box(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> fl
     return changed_share(grey_before, grey_after, (x1, y1, x2, y2), float(box[3] - box[1]))
 
 
-def _frames(info: MediaInfo, size: tuple[int, int], every: int,
-            only: Optional[Collection[int]]) -> Iterator[tuple[Frame, Optional[float]]]:
-    decoder = Decoder(info, size)
+def _frames(info: MediaInfo, size: tuple[int, int], every: int, only: Optional[Collection[int]],
+            span: Optional[Span] = None) -> Iterator[tuple[Frame, Optional[float]]]:
+    decoder = Decoder(info, size, span=span)
     try:
         for frame in decoder.frames():
             if (frame.index in only) if only is not None else (frame.index % every == 0):
@@ -157,9 +158,11 @@ def _frames(info: MediaInfo, size: tuple[int, int], every: int,
         decoder.kill()
 
 
-def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[int]] = None) -> AuditResult:
+def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[int]] = None,
+          span: Optional[Span] = None) -> AuditResult:
     """Look for faces left visible in *output*, compared with *source* (see the module doc), in every
-    *every*-th frame or, when given, only in the frames numbered *only*."""
+    *every*-th frame or, when given, only in the frames numbered *only*. With a *span*, *output* is that
+    segment of *source* (steps.segments): frames are numbered from the segment's first."""
     started = time.monotonic()
     result = AuditResult(every=every)
     out_info, in_info = probe(output), probe(source)
@@ -167,7 +170,7 @@ def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[
     size = fit_size(width, height, MAX_SIDE)
     scale = np.array([width / size[0], height / size[1]] * 2, np.float32)
     detector = _Mtcnn()
-    pairs = zip(_frames(in_info, size, every, only), _frames(out_info, size, every, only))
+    pairs = zip(_frames(in_info, size, every, only, span), _frames(out_info, size, every, only))
     batch: list[tuple[int, Optional[float], np.ndarray, np.ndarray]] = []
     others_listed = 0
 
@@ -204,6 +207,39 @@ def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[
         flush()
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def joined(parts: Sequence[tuple[Optional[AuditResult], int]]) -> Optional[AuditResult]:
+    """The audit of a video anonymized in segments, from each segment's audit and the number of frames
+    before that segment (its suspects' frames are renumbered from the video's first). None when no segment
+    was audited; a segment not audited, or whose audit or second pass failed, is named in the error."""
+    audited = [(result, offset) for result, offset in parts if result is not None]
+    if not audited:
+        return None
+    total = AuditResult(every=audited[0][0].every, seconds=round(sum(r.seconds for r, _ in audited), 3))
+    errors = [f"segment {k + 1}: {result.error}" for k, (result, _) in enumerate(parts)
+              if result is not None and result.error]
+    errors += [f"segment {k + 1} was not audited" for k, (result, _) in enumerate(parts) if result is None]
+    seconds = [r.second_pass for r, _ in audited if r.second_pass is not None]
+    if seconds:
+        failed = [p.error for p in seconds if p.error]
+        total.second_pass = SecondPass(
+            boxes=sum(p.boxes for p in seconds), frames=sum(p.frames for p in seconds),
+            leaks_left=None if failed else sum(p.leaks_left or 0 for p in seconds),
+            seconds=round(sum(p.seconds for p in seconds), 3), error="; ".join(failed) or None)
+        # A second pass ran only in segments with leaks: the others' leaks (none) count as left.
+        if total.second_pass.leaks_left is not None:
+            total.second_pass.leaks_left += sum(r.leaks for r, _ in audited if r.second_pass is None)
+    others_listed = 0
+    for result, offset in audited:
+        for field in ("frames_checked", "input_faces", "output_faces", "suspects", "suspect_frames", "leaks"):
+            setattr(total, field, getattr(total, field) + getattr(result, field))
+        for suspect in result.listed:
+            if suspect.leak or others_listed < LISTED:
+                others_listed += not suspect.leak
+                total.listed.append(suspect.model_copy(update={"frame": suspect.frame + offset}))
+    total.error = "; ".join(errors) or None
+    return total
 
 
 def leak_boxes(result: AuditResult, before: int, after: int) -> dict[int, np.ndarray]:

@@ -32,6 +32,7 @@ from typing import Optional
 import av
 import typer
 
+from steps.audit import joined as joined_audit
 from steps.containers import Container, output_name
 from steps.detections import SUFFIX as DETECTIONS_SUFFIX
 from steps.detections import DetectionsWriter
@@ -138,7 +139,10 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
         os.replace(tmp, output)
         tmp = None
         detections_path = detections.commit()
-        seconds = sum(part.wall_seconds or 0 for part in parts)
+        # The anonymization's own time (a segment's fps leaves out its audit), as for a video in one piece.
+        seconds = sum((part.frames_out or 0) / part.fps for part in parts if part.fps)
+        offsets = [sum(p.frames_out or 0 for p in parts[:k]) for k in range(len(parts))]
+        video_audit = joined_audit([(part.audit, offset) for part, offset in zip(parts, offsets)])
         stages: dict[str, float] = {}
         for part in parts:
             for stage, value in part.stage_seconds.items():
@@ -150,6 +154,8 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             "faces_detected": sum(part.faces_detected or 0 for part in parts),
             "boxes_hidden": sum(part.faces_hidden or 0 for part in parts), "stage_seconds": stages,
             "fps": round(frames / seconds, 2) if seconds else None, "detections": str(detections_path),
+            "audit": video_audit,
+            "audit_findings": None if video_audit is None or video_audit.error else video_audit.suspect_frames,
             "note": f"anonymized in {len(parts)} segments, joined without re-encoding",
         })
     except Exception as exc:  # noqa: BLE001 - a failure, or a bug, must still leave a report

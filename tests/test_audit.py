@@ -161,3 +161,54 @@ def test_a_failed_second_pass_keeps_the_first_video(tmp_path, monkeypatch):
     # Nothing half-written is left: the second pass's video and detections files are gone.
     assert {p.name for p in tmp_path.iterdir()} == {"in.mp4", "out.mp4", "out.mp4.report.json",
                                                     "out.mp4" + DETECTIONS_SUFFIX}
+
+
+def test_a_video_in_segments_is_audited_per_segment_and_the_join_adds_them_up(tmp_path, monkeypatch):
+    """Each segment's worker audits its segment against the same span of the input (and its second pass
+    hides the leaks there); the joined video's report adds the segments' audits up, its suspects' frames
+    numbered from the video's start."""
+    from steps.join import join_item
+    from steps.manifest import Manifest
+
+    monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads: _Blind())
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    make_sample_clip(inp / "faces.mp4", seconds=2, audio=False)
+    listed = run_cli("steps.discover", str(inp), str(out), "--segment-seconds", "1", "--print-work", check=True)
+    assert json.loads(listed.stdout) == ["0:0", "0:1"]
+    manifest = Manifest.load(out / "manifest.json")
+    settings = Settings(audit=True, audit_every=5, pre_roll=0, post_roll=0)
+    for segment in (0, 1):
+        part = anonymize_step.anonymize_item(manifest, 0, inp, out, settings, segment=segment)
+        assert part.status == "done" and part.audit.frames_checked == 5 and part.audit.leaks >= 5
+        assert part.audit.second_pass.leaks_left == 0
+        assert {s.frame for s in part.audit.listed if s.leak} == {0, 5, 10, 15, 20}  # the segment's own frames
+
+    report = join_item(manifest, 0, inp, out, settings)
+
+    assert report.status == "done" and report.segments == 2 and report.frames_out == 50, report.error
+    video = report.audit
+    assert video.error is None and video.frames_checked == 10 and video.leaks >= 10
+    leaks = [s for s in video.listed if s.leak]
+    assert len(leaks) == video.leaks and {s.frame for s in leaks} == set(range(0, 50, 5))
+    assert all(s.time == pytest.approx(s.frame / 25) for s in leaks)
+    assert video.second_pass.boxes == video.leaks and video.second_pass.leaks_left == 0 == video.leaks_left
+    assert report.audit_findings == video.suspect_frames and row_for("faces.mp4", report).audit_leaks == 0
+    rows = read_detections(Path(report.detections))
+    assert {r["source"] for r in rows} == {"audit"} and {int(r["frame"]) for r in rows} == set(range(0, 50, 5))
+    before, after = read_frames(inp / "faces.mp4"), read_frames(out / "faces.mp4")
+    leak = next(s for s in leaks if s.frame == 30)  # in the second segment
+    assert _changed(before[30], after[30], leak.box) > 10 * _changed(before[31], after[31], leak.box)
+
+
+def test_a_segment_whose_audit_failed_or_is_missing_is_named_in_the_videos_audit():
+    from steps.audit import AuditResult, SecondPass, Suspect, joined
+
+    leak = Suspect(frame=2, time=0.08, box=[0, 0, 9, 9], probability=0.99, in_input=True, changed=0.0, leak=True)
+    first = AuditResult(frames_checked=3, input_faces=2, output_faces=1, suspects=1, suspect_frames=1, leaks=1,
+                        listed=[leak], seconds=1.5, second_pass=SecondPass(boxes=11, frames=11, leaks_left=0))
+    video = joined([(first, 0), (AuditResult(error="the audit could not run: boom"), 10), (None, 20)])
+    assert video.frames_checked == 3 and video.leaks == 1 and video.listed[0].frame == 2
+    assert video.error == "segment 2: the audit could not run: boom; segment 3 was not audited"
+    assert video.second_pass.leaks_left == 0 and video.second_pass.boxes == 11
+    assert joined([(None, 0), (None, 5)]) is None
