@@ -106,9 +106,34 @@ class Track:
     boxes: list[np.ndarray] = field(default_factory=list)  # x1, y1, x2, y2, score at those frames
     misses: int = 0  # detected frames since its last detection
     ended: bool = False
+    #: velocity() and smoothed() results, valid until the detections change (each frame between two
+    #: detections asks for the same ones again); read-only arrays, so no caller can alter them.
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    def add(self, frame: int, box: np.ndarray) -> None:
+        """A new detection, after the others."""
+        self.frames.append(frame)
+        self.boxes.append(np.asarray(box[:5], np.float64))
+        self._memo.clear()
+
+    def drop_first(self, count: int) -> None:
+        """Forget the *count* oldest detections."""
+        del self.frames[:count]
+        del self.boxes[:count]
+        self._memo.clear()
+
+    def _memoized(self, key: tuple, compute) -> np.ndarray:
+        if key not in self._memo:
+            value = compute()
+            value.flags.writeable = False
+            self._memo[key] = value
+        return self._memo[key]
 
     def velocity(self) -> np.ndarray:
         """Centre and size change per frame: a least-squares line through its recent detections (zero with one)."""
+        return self._memoized(("velocity",), self._velocity)
+
+    def _velocity(self) -> np.ndarray:
         first = bisect.bisect_left(self.frames, self.frames[-1] - VELOCITY_FRAMES)
         first = min(first, len(self.frames) - 2)
         if first < 0:
@@ -126,6 +151,9 @@ class Track:
 
     def smoothed(self, position: int, smooth: int) -> np.ndarray:
         """The average box (centre and size) of its detections within *smooth* frames of detection *position*."""
+        return self._memoized(("smoothed", position, smooth), lambda: self._smoothed(position, smooth))
+
+    def _smoothed(self, position: int, smooth: int) -> np.ndarray:
         frame = self.frames[position]
         lo = bisect.bisect_left(self.frames, frame - smooth)
         hi = bisect.bisect_right(self.frames, frame + smooth)
@@ -180,8 +208,7 @@ class Tracker:
         for group, may_start in ((strong, True), (weak, False)):
             matched, leftover = self._match(frame, unmatched_tracks, group)
             for track, box in matched:
-                track.frames.append(frame)
-                track.boxes.append(np.asarray(box[:5], np.float64))
+                track.add(frame, box)
                 track.misses = 0
             unmatched_tracks = [t for t in unmatched_tracks if all(t is not m for m, _ in matched)]
             if may_start:
@@ -274,7 +301,6 @@ class Tracker:
                 oldest = min(track.frames[last - 1] - cfg.smooth, track.frames[last] - VELOCITY_FRAMES)
                 cut = min(last - 1, bisect.bisect_left(track.frames, oldest))
                 if cut > 0:
-                    del track.frames[:cut]
-                    del track.boxes[:cut]
+                    track.drop_first(cut)
             kept.append(track)
         self.tracks = kept
