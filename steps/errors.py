@@ -59,6 +59,12 @@ def one_sentence(text: str, limit: int = 300) -> str:
     return line
 
 
+#: How long one video's worker may run before it is stopped and retried: the Argo pods' deadline
+#: (``activeDeadlineSeconds``) and the local runner's (``--video-deadline``). Far above a long video's time, it
+#: only ends a worker that hangs.
+VIDEO_DEADLINE_SECONDS = 6 * 3600
+
+
 def should_retry(exit_code: int) -> bool:
     """The retry rule Argo's retryStrategy expression encodes, for the local runner too."""
     return exit_code not in NO_RETRY_EXIT_CODES

@@ -142,3 +142,36 @@ def test_sigterm_while_encoding_is_a_clean_transient_failure(tmp_path):
     report = json.loads((out_dir / "clip.mp4.report.json").read_text())
     assert report["status"] == "failed" and report["error_kind"] == "transient"
     assert leftovers(out_dir, output) == set() and not output.exists()
+
+
+def test_a_worker_that_hangs_is_stopped_at_its_deadline_and_retried(tmp_path, monkeypatch):
+    """A worker still running at --video-deadline is sent SIGTERM, killed when it ignores it, retried, and its
+    video counted as failed: the local run ends, as an Argo pod past its deadline does."""
+    import io
+
+    from rich.console import Console
+
+    import workflows.local as local
+    from steps.settings import Settings
+
+    hangs = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                   "open('started', 'a').write('x'); time.sleep(120)"]
+    monkeypatch.setattr(local, "anonymize_command", lambda *args, **kwargs: hangs)
+    monkeypatch.setattr(local, "STOP_GRACE_SECONDS", 1)
+    monkeypatch.chdir(tmp_path)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    make_sample_clip(inp / "a.mp4", seconds=0.2, audio=False)
+    shown = io.StringIO()
+    runner = local.LocalRunner(inp, tmp_path / "out", Settings(), workers=1, retries=1, video_deadline=1,
+                               console=Console(file=shown, width=200))
+    monkeypatch.setattr(local, "PROJECT_ROOT", tmp_path)  # the worker's working folder: its 'started' file
+    started = time.monotonic()
+
+    summary = runner.run()
+
+    assert time.monotonic() - started < 30  # two tries of about 1 s each, and 1 s of grace each
+    assert (tmp_path / "started").read_text() == "xx"  # tried twice
+    text = shown.getvalue()
+    assert text.count("stopped") == 2 and "--video-deadline" in text and "retry" in text
+    assert summary.totals["failed"] == 1 and summary.totals["done"] == 0

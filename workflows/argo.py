@@ -55,7 +55,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from steps.errors import NO_RETRY_EXIT_CODES
+from steps.errors import NO_RETRY_EXIT_CODES, VIDEO_DEADLINE_SECONDS
 from steps.manifest import MANIFEST_NAME
 from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings
@@ -165,8 +165,9 @@ class ClusterConfig(BaseModel):
     retry_backoff: int = Field(30, ge=1, description="Seconds before the first retry; doubled before each next one.")
     active_deadline_seconds: int = Field(3 * 24 * 3600, ge=60, description="The whole workflow is stopped after "
                                                                           "this many seconds.")
-    video_deadline_seconds: int = Field(6 * 3600, ge=60, description="One anonymize pod is stopped (and retried) "
-                                                                     "after this many seconds.")
+    video_deadline_seconds: int = Field(VIDEO_DEADLINE_SECONDS, ge=60,
+                                        description="One anonymize pod is stopped (and retried) after this many "
+                                                    "seconds.")
     pod_gc: PodGCStrategy = Field(PodGCStrategy.OnPodSuccess, description="Which finished pods Argo deletes "
                                                                           "(failed ones are kept for their logs).")
     run_as_user: int = Field(10001, ge=1, description="User (and group) id the containers run as (the images' user); "

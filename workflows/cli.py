@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from steps.anonymize import anonymize_file
-from steps.errors import EXIT_USAGE, AnonymizeError, one_sentence
+from steps.errors import EXIT_USAGE, VIDEO_DEADLINE_SECONDS, AnonymizeError, one_sentence
 from steps.fsutil import atomic_write_text
 from steps.segments import DEFAULT_SEGMENT_SECONDS
 from steps.settings import Settings, with_settings_options
@@ -43,6 +43,9 @@ def run(
                                         help="Cut videos longer than this into segments of at most this many "
                                              "seconds, anonymized by separate workers and joined without "
                                              "re-encoding (0: never)."),
+    video_deadline: int = typer.Option(VIDEO_DEADLINE_SECONDS, min=1,
+                                       help="Seconds one worker (a video or a segment) may run before it is stopped "
+                                            "and retried, like an Argo pod past its deadline."),
 ) -> None:
     """Anonymize every video under INPUT_DIR into OUTPUT_DIR on this machine (discover, anonymize, summarize).
 
@@ -58,7 +61,8 @@ def run(
         console.print(f"[red]error:[/] {message}")
         raise typer.Exit(EXIT_USAGE) from None
     runner = LocalRunner(input_dir, output_dir, settings, workers=workers, force=force, retries=retries,
-                         console=console, segment_seconds=segment_seconds, gpu_slots=slots)
+                         console=console, segment_seconds=segment_seconds, gpu_slots=slots,
+                         video_deadline=video_deadline)
     try:
         summary = runner.run()
     except (ValueError, NotADirectoryError) as exc:
@@ -228,8 +232,9 @@ def plan(
                                                         "start, model load (an assumption: measure yours)."),
     join_mb_per_second: float = typer.Option(100.0, min=0.001, help="How fast a join copies a video (MB/s of the "
                                                                      "input's size), on the output volume."),
-    video_deadline_seconds: int = typer.Option(6 * 3600, min=60, help="The pod deadline the workflow is rendered "
-                                                                        "with (a longer pod is stopped and fails)."),
+    video_deadline_seconds: int = typer.Option(VIDEO_DEADLINE_SECONDS, min=60,
+                                               help="The pod deadline the workflow is rendered with (a longer pod "
+                                                    "is stopped and fails)."),
 ) -> None:
     """Predict the job's time on GPUS GPUs: one pod per file against segments, and Argo's limits."""
     from workflows.plan import BenchError, Speed, load_items, plan_job, render

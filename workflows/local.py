@@ -38,7 +38,7 @@ from rich.progress import (
 import steps
 from steps import accel
 from steps.discover import Work, plan_work, run_discover
-from steps.errors import should_retry
+from steps.errors import VIDEO_DEADLINE_SECONDS, should_retry
 from steps.fsutil import printable
 from steps.manifest import Manifest, manifest_path
 from steps.progress import PROGRESS_FILE_ENV, read_progress_file
@@ -48,6 +48,9 @@ from steps.settings import Settings
 from steps.summarize import Summary, run_summarize
 
 PROJECT_ROOT = Path(steps.__file__).resolve().parent.parent
+#: Seconds a worker stopped at its deadline has to clean up (on SIGTERM it removes its temporary files and
+#: writes its report, as in a pod being stopped) before it is killed.
+STOP_GRACE_SECONDS = 10
 
 
 def _shown(name: str) -> str:
@@ -136,13 +139,14 @@ class LocalRunner:
 
     def __init__(self, input_root: Path, output_root: Path, settings: Settings, workers: int, force: bool = False,
                  retries: int = 1, console: Optional[Console] = None,
-                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS, gpu_slots: Optional[list[str]] = None):
+                 segment_seconds: int = DEFAULT_SEGMENT_SECONDS, gpu_slots: Optional[list[str]] = None,
+                 video_deadline: float = VIDEO_DEADLINE_SECONDS):
         self.input_root, self.output_root = input_root.resolve(), output_root.resolve()
         self.gpu_slots = gpu_slots or []
         if self.gpu_slots:
             workers = len(self.gpu_slots)
         self.settings, self.workers, self.force, self.retries = settings, max(1, workers), force, retries
-        self.segment_seconds = segment_seconds
+        self.segment_seconds, self.video_deadline = segment_seconds, video_deadline
         self.console = console or Console(stderr=True)
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
@@ -225,6 +229,8 @@ class LocalRunner:
                     if seen:
                         bars.update(job.task, completed=seen[0], total=seen[1],
                                     info=f"{seen[0]}/{seen[1]} frames, {job.fps(seen[0]):.1f} fps")
+                    if job.proc.poll() is None and time.monotonic() - job.started > self.video_deadline:
+                        self._stop(manifest, job)
                     if job.proc.poll() is None:
                         if seen:  # a finished video counts below, once
                             live_frames += seen[0]
@@ -255,6 +261,18 @@ class LocalRunner:
                 self._join_left(manifest, work, manifest_file, progress_dir)
                 videos_done += len(work.joins)
                 bars.update(overall, info=f"{videos_done}/{videos_total} videos")
+
+    def _stop(self, manifest: Manifest, job: _Job) -> None:
+        """Stop a worker past its deadline, as Argo stops a pod past its ``activeDeadlineSeconds``: SIGTERM, then
+        SIGKILL if it has not exited after STOP_GRACE_SECONDS. It is then retried like any worker that failed."""
+        self.console.print(f"[yellow]stopped[/] {_shown(self._label(manifest, job))}: still running after "
+                           f"{self.video_deadline:g} s (--video-deadline)", soft_wrap=True)
+        job.proc.terminate()
+        try:
+            job.proc.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
 
     def _join_left(self, manifest: Manifest, work: Work, manifest_file: Path, progress_dir: Path) -> None:
         """The join step (a worker finishing a video's last segment joined it already, unless that failed), then

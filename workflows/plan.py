@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from steps.discover import discover, fan_out_json, work_weight
+from steps.errors import VIDEO_DEADLINE_SECONDS
 from steps.manifest import Item, Manifest
 from steps.segments import cut_times, work_item
 from steps.settings import Settings
@@ -135,7 +136,7 @@ class Outcome:
 
 #: The segment lengths the plan also tries, to suggest the best one.
 SEGMENT_CHOICES = (300, 600, 900, 1800, 3600)
-DEFAULT_POD_DEADLINE = 6 * 3600  # workflows.argo.ClusterConfig.video_deadline_seconds
+DEFAULT_POD_DEADLINE = VIDEO_DEADLINE_SECONDS  # workflows.argo.ClusterConfig.video_deadline_seconds
 
 
 @dataclass
