@@ -220,13 +220,13 @@ def joined(parts: Sequence[tuple[Optional[AuditResult], int]]) -> Optional[Audit
     errors = [f"segment {k + 1}: {result.error}" for k, (result, _) in enumerate(parts)
               if result is not None and result.error]
     errors += [f"segment {k + 1} was not audited" for k, (result, _) in enumerate(parts) if result is None]
-    seconds = [r.second_pass for r, _ in audited if r.second_pass is not None]
-    if seconds:
-        failed = [p.error for p in seconds if p.error]
+    passes = [r.second_pass for r, _ in audited if r.second_pass is not None]
+    if passes:
+        failed = [p.error for p in passes if p.error]
         total.second_pass = SecondPass(
-            boxes=sum(p.boxes for p in seconds), frames=sum(p.frames for p in seconds),
-            leaks_left=None if failed else sum(p.leaks_left or 0 for p in seconds),
-            seconds=round(sum(p.seconds for p in seconds), 3), error="; ".join(failed) or None)
+            boxes=sum(p.boxes for p in passes), frames=sum(p.frames for p in passes),
+            leaks_left=None if failed else sum(p.leaks_left or 0 for p in passes),
+            seconds=round(sum(p.seconds for p in passes), 3), error="; ".join(failed) or None)
         # A second pass ran only in segments with leaks: the others' leaks (none) count as left.
         if total.second_pass.leaks_left is not None:
             total.second_pass.leaks_left += sum(r.leaks for r, _ in audited if r.second_pass is None)

@@ -135,13 +135,13 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
             raise PermanentError(f"{source.name!r} holds no decodable video frame")
         frames = join_files(info, files, tmp, container, output.name)
         _check(info, tmp, frames, sum(part.frames_out or 0 for part in parts), source.name)
-        detections = _joined_detections(parts, folder, sibling_path(report_path, DETECTIONS_SUFFIX))
+        offsets = [sum(p.frames_out or 0 for p in parts[:k]) for k in range(len(parts))]  # frames before each
+        detections = _joined_detections(parts, offsets, folder, sibling_path(report_path, DETECTIONS_SUFFIX))
         os.replace(tmp, output)
         tmp = None
         detections_path = detections.commit()
         # The anonymization's own time (a segment's fps leaves out its audit), as for a video in one piece.
         seconds = sum((part.frames_out or 0) / part.fps for part in parts if part.fps)
-        offsets = [sum(p.frames_out or 0 for p in parts[:k]) for k in range(len(parts))]
         video_audit = joined_audit([(part.audit, offset) for part, offset in zip(parts, offsets)])
         stages: dict[str, float] = {}
         for part in parts:
@@ -213,17 +213,16 @@ def join_all(manifest: Manifest, input_root: Path, output_root: Path, settings: 
         return list(pool.map(lambda i: join_item(manifest, i, input_root, output_root, settings, force=force), todo))
 
 
-def _joined_detections(parts: list[VideoReport], folder: Path, path: Path) -> DetectionsWriter:
+def _joined_detections(parts: list[VideoReport], offsets: list[int], folder: Path, path: Path) -> DetectionsWriter:
     """The video's detections file made of its segments' (steps.detections), each segment's frames
-    numbered from the video's first; written to its temporary file, for the caller to commit."""
+    numbered from the video's first (*offsets*: the frames before each); written to its temporary file,
+    for the caller to commit."""
     writer = DetectionsWriter(path)
     try:
-        offset = 0
-        for part in parts:
+        for part, offset in zip(parts, offsets):
             own = sibling_path(segment_report(folder, part.segment.index), DETECTIONS_SUFFIX)
             if own.is_file():  # a segment without frames has none
                 writer.append(own, offset)
-            offset += part.frames_out or 0
     except BaseException:
         writer.discard()
         raise
