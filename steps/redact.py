@@ -46,8 +46,8 @@ def _alpha(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float) -
 
 
 def _hidden(plane: np.ndarray, mode: Mode, plane_index: int, diameter: float) -> np.ndarray:
-    """What replaces the region *plane* (uint8: one plane, or the two chroma planes as channels)."""
-    h, w = plane.shape[:2]
+    """What replaces the region *plane* (uint8, 2-D)."""
+    h, w = plane.shape
     if mode == Mode.solid:
         return np.full_like(plane, _BLACK[plane_index])
     cells = BLUR_CELLS if mode == Mode.blur else PIXEL_BLOCKS
@@ -105,12 +105,13 @@ def hide(planes: tuple[np.ndarray, np.ndarray, np.ndarray], boxes: np.ndarray, m
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
         alpha = _alpha((y1 - y0, x1 - x0), cx - x0, cy - y0, ax, ay)
-        region = luma[y0:y1, x0:x1]
-        region[:] = cv2.blendLinear(_hidden(region, mode, 0, 2 * min(ax, ay)), region, alpha, 1.0 - alpha)
-        # The two chroma planes together, as the channels of one picture: half the calls, the same pixels.
-        u, v = (plane[y0 // 2:y1 // 2, x0 // 2:x1 // 2] for plane in planes[1:])
-        chroma = cv2.merge([u, v])
-        weight = cv2.resize(alpha, ((x1 - x0) // 2, (y1 - y0) // 2), interpolation=cv2.INTER_AREA)
-        weight = weight[: u.shape[0], : u.shape[1]]  # odd chroma edge at the frame border
-        blended = cv2.blendLinear(_hidden(chroma, mode, 1, min(ax, ay)), chroma, weight, 1.0 - weight)
-        u[:], v[:] = blended[:, :, 0], blended[:, :, 1]
+        alpha_c = cv2.resize(alpha, ((x1 - x0) // 2, (y1 - y0) // 2), interpolation=cv2.INTER_AREA)
+        for index, plane in enumerate(planes):
+            if index == 0:
+                region, weight, diameter = plane[y0:y1, x0:x1], alpha, 2 * min(ax, ay)
+            else:
+                region, weight, diameter = plane[y0 // 2:y1 // 2, x0 // 2:x1 // 2], alpha_c, min(ax, ay)
+            if region.shape != weight.shape:  # odd chroma edge at the frame border
+                weight = weight[: region.shape[0], : region.shape[1]]
+            hidden = _hidden(region, mode, index, diameter)
+            region[:] = cv2.blendLinear(hidden, region, weight, 1.0 - weight)
