@@ -213,7 +213,9 @@ class Tracker:
             unmatched_tracks = [t for t in unmatched_tracks if all(t is not m for m, _ in matched)]
             if may_start:
                 for box in leftover:
-                    self.tracks.append(Track(self.next_id, [frame], [np.asarray(box[:5], np.float64)]))
+                    track = Track(self.next_id)
+                    track.add(frame, box)
+                    self.tracks.append(track)
                     self.next_id += 1
                     self.tracks_started += 1
         for track in unmatched_tracks:
