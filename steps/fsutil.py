@@ -102,17 +102,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     into the surrogate, so manifests and reports keep such names exactly (see to_json); in
     Markdown or HTML it is a readable stand-in for the byte.
     """
+    try:
+        atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+    except OSError as exc:
+        raise_for_os_error(exc, f"writing {path.name!r}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write *data* to *path* through a temporary file beside it, renamed once complete (its folder made
+    if needed); an OSError leaves no temporary file and *path* as it was."""
     tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except OSError:
         remove_quietly(tmp)
-        raise_for_os_error(exc, f"writing {path.name!r}")
+        raise
 
 
 def to_json(data: Any, indent: int = 2) -> str:

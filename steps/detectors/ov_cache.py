@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from steps.fsutil import partial_path, remove_quietly
+from steps.fsutil import atomic_write_bytes
 
 ENV = "ANON_MODEL_CACHE"
 
@@ -80,11 +80,7 @@ def store(path: Optional[Path], blob: bytes) -> None:
     """Save *blob* at *path* atomically; a cache that cannot be written is skipped, never an error."""
     if path is None:
         return
-    tmp = partial_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            handle.write(blob)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, blob)
     except OSError:
-        remove_quietly(tmp)
+        pass  # the next process compiles the model again
