@@ -115,7 +115,10 @@ def test_summary_numbers_are_the_reports_numbers(run_output):
     assert t["faces"] == sum(r.faces_hidden for r in done)
     assert t["worker_seconds"] == pytest.approx(sum(r.wall_seconds for r in done), abs=0.01)
     video_seconds = sum(r.video["duration"] for r in done)
-    assert t["worker_seconds_per_video_hour"] == pytest.approx(t["worker_seconds"] / video_seconds * 3600, rel=1e-3)
+    # From the reports' own seconds (the total above is rounded to 0.01 s, which over these 6 s of video moves
+    # the figure by up to 2.9: a clean-clone CI run once failed on that); the summary rounds it to 0.1.
+    per_hour = sum(r.wall_seconds for r in done) / video_seconds * 3600
+    assert t["worker_seconds_per_video_hour"] == pytest.approx(per_hour, abs=0.05 + 1e-9)
     assert t["gpu_seconds_per_video_hour"] is None  # no report says it ran on a GPU
     assert t["audit_findings"] is None  # no audit ran
     assert t["elapsed_seconds"] >= max(r.wall_seconds for r in done) - 1
