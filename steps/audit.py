@@ -145,9 +145,9 @@ def changed_in_box(before: np.ndarray, after: np.ndarray, box: np.ndarray) -> fl
     return changed_share(grey_before, grey_after, (x1, y1, x2, y2), float(box[3] - box[1]))
 
 
-def _frames(info: MediaInfo, size: tuple[int, int], every: int, only: Optional[Collection[int]],
+def _frames(info: MediaInfo, every: int, only: Optional[Collection[int]],
             span: Optional[Span] = None) -> Iterator[tuple[Frame, Optional[float]]]:
-    decoder = Decoder(info, size, span=span)
+    decoder = Decoder(info, span=span)
     try:
         for frame in decoder.frames():
             if (frame.index in only) if only is not None else (frame.index % every == 0):
@@ -170,7 +170,7 @@ def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[
     size = fit_size(width, height, MAX_SIDE)
     scale = np.array([width / size[0], height / size[1]] * 2, np.float32)
     detector = _Mtcnn()
-    pairs = zip(_frames(in_info, size, every, only, span), _frames(out_info, size, every, only))
+    pairs = zip(_frames(in_info, every, only, span), _frames(out_info, every, only))
     batch: list[tuple[int, Optional[float], np.ndarray, np.ndarray]] = []
     others_listed = 0
 
@@ -200,7 +200,7 @@ def audit(source: Path, output: Path, every: int = 1, only: Optional[Collection[
         batch.clear()
 
     for (frame_in, _), (frame_out, seconds) in pairs:
-        batch.append((frame_out.index, seconds, frame_in.small, frame_out.small))
+        batch.append((frame_out.index, seconds, frame_in.picture(size), frame_out.picture(size)))
         if len(batch) >= BATCH:
             flush()
     if batch:

@@ -1,8 +1,9 @@
 """The frame pipeline for one video: decode -> detect -> track -> hide -> encode, as concurrent stages.
 
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
-frames from the decoder, a detector thread runs the model on batches of small copies, and
-the calling thread links detections into tracks, hides the faces and feeds the encoder.
+frames from the decoder, a detector thread runs the model on batches of RGB pictures of the
+frames it looks at (made from them, steps.ffio.Frame.picture), and the calling thread links
+detections into tracks, hides the faces and feeds the encoder.
 The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
 frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
 the video's length and the slowest stage sets the pace.
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from steps import accel
@@ -139,7 +139,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=(2 * settings.batch + 2) * settings.stride)
     detected: queue.Queue = queue.Queue(maxsize=2 * settings.batch + 2)
-    decoder = Decoder(info, det_size, hwaccel=video_path.hwaccel, span=span, det_every=settings.stride)
+    decoder = Decoder(info, hwaccel=video_path.hwaccel, span=span)
 
     def read() -> None:
         frames: Iterator[Frame] = decoder.frames()
@@ -157,11 +157,10 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     looked_at_total = 0
 
     def detect_scaled(frames: list[Frame], size: tuple[int, int]) -> dict[int, np.ndarray]:
-        """Boxes in full-frame pixels for *frames*, their detector copies scaled to *size* first."""
+        """Boxes in full-frame pixels for *frames*, seen by the detector at *size*."""
         if not frames:
             return {}
-        pictures = [f.small if size == det_size else cv2.resize(f.small, size, interpolation=cv2.INTER_AREA)
-                    for f in frames]
+        pictures = [f.picture(size) for f in frames]
         found = {}
         sx, sy = decoder.width / size[0], decoder.height / size[1]
         for frame, boxes in zip(frames, detect_batch(pictures)):
@@ -172,9 +171,9 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         return found
 
     def detect() -> None:
-        """Runs the model on batches of the frames it looks at (those with a detector copy: one in
-        ``settings.stride``; with ``settings.fine_every`` > 1, all but one in that many of them at the
-        cheaper coarse size); the others pass with None."""
+        """Runs the model on batches of the frames it looks at (one in ``settings.stride``, counted from
+        the first frame of the video or span; with ``settings.fine_every`` > 1, all but one in that many
+        of them at the cheaper coarse size); the others pass with None."""
         nonlocal looked_at_total
         ended = False
         while not ended:
@@ -184,7 +183,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             item = _get(decoded, stop)
             while item is not _END:
                 batch.append(item)
-                if item.small is not None:
+                if item.index % settings.stride == 0:
                     use_coarse = coarse_size is not None and looked_at_total % settings.fine_every != 0
                     (coarse if use_coarse else fine).append(item)
                     looked_at_total += 1
@@ -201,7 +200,6 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 stats.batch_after_oom = detect_batch.batch_limit
                 stats.seconds["detect"] += time.perf_counter() - started
             for frame in batch:
-                frame.small = None  # the detector's copy is not needed any more
                 if not _put(detected, (frame, found.get(frame.index)), stop):
                     return
         _put(detected, _END, stop)

@@ -5,7 +5,8 @@ frame keeps its exact presentation timestamp on the way out of the decoder, thro
 and into the encoder: variable frame rate stays variable and no frame is dropped or
 duplicated. PyAV demuxes and muxes those NUT streams; the ffmpeg command lines are built
 with ffmpeg-python. Frames stay in YUV 4:2:0 end to end (no colour conversion of the full
-picture); the decoder also emits a small RGB copy of each frame the detector looks at.
+picture); the detector's and the audit's RGB pictures are made in Python from the frames they look
+at (Frame.picture), not by the decoder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO, Optional
 
 import av
+import cv2
 import ffmpeg
 import numpy as np
 
@@ -80,7 +82,7 @@ def _pipe_url(pipe: IO[bytes]) -> str:
 
 @dataclass
 class Frame:
-    """One decoded frame: the full picture as YUV 4:2:0 planes, and the detector's small RGB copy.
+    """One decoded frame: the full picture as YUV 4:2:0 planes.
 
     The planes are a writable view into the decoder's packet, which goes back to the encoder
     with the faces hidden: the picture is never copied in Python.
@@ -91,7 +93,6 @@ class Frame:
     buffer: np.ndarray  # the raw yuv420p bytes, writable
     width: int
     height: int
-    small: Optional[np.ndarray] = None
     packet: Optional[av.Packet] = None  # the decoder's packet that *buffer* views
 
     def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,6 +103,36 @@ class Frame:
         u = self.buffer[w * h: w * h + cw * ch].reshape(ch, cw)
         v = self.buffer[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw)
         return y, u, v
+
+    def picture(self, size: tuple[int, int], bgr: bool = False) -> np.ndarray:
+        """A new RGB (or BGR) picture of the frame at *size* (width, height; even numbers)."""
+        return i420_picture(self.buffer.reshape(self.height * 3 // 2, self.width), size, bgr)
+
+
+def i420_picture(i420: np.ndarray, size: tuple[int, int], bgr: bool = False) -> np.ndarray:
+    """An RGB (or BGR) picture of *size* (even width and height) from a YUV 4:2:0 picture laid out as
+    OpenCV reads one (height * 3/2 rows of its width: Y, then U, then V), which it does not change.
+
+    To shrink, the planes are resized first (fewer pixels to convert: cheap even for 4K); to enlarge
+    (the detector's look for small faces), the converted picture is (bilinear). Made here from the
+    frames looked at, this costs less than the decoder scaling a copy of them (measured: BENCHMARKS.md).
+    """
+    rows, width = i420.shape
+    height = rows * 2 // 3
+    code = cv2.COLOR_YUV2BGR_I420 if bgr else cv2.COLOR_YUV2RGB_I420
+    if size == (width, height):
+        return cv2.cvtColor(i420, code)
+    if size[0] > width or size[1] > height:
+        return cv2.resize(cv2.cvtColor(i420, code), size, interpolation=cv2.INTER_LINEAR)
+    flat, luma, chroma = i420.reshape(-1), width * height, (width // 2) * (height // 2)
+    y = flat[:luma].reshape(height, width)
+    u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
+    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
+    half = (size[0] // 2, size[1] // 2)
+    planes = [cv2.resize(y, size, interpolation=cv2.INTER_AREA)] + [
+        cv2.resize(p, half, interpolation=cv2.INTER_AREA) for p in (u, v)]
+    shrunk = np.concatenate([p.reshape(-1) for p in planes]).reshape(size[1] * 3 // 2, size[0])
+    return cv2.cvtColor(shrunk, code)
 
 
 def even(n: int) -> int:
@@ -116,10 +147,8 @@ class Decoder:
     keeps exactly those whose timestamp lies in the span and stops at the first one after it.
     """
 
-    def __init__(self, info: MediaInfo, det_size: Optional[tuple[int, int]], hwaccel: Optional[str] = None,
-                 span: Optional[Span] = None, det_every: int = 1):
-        self.info, self.det_size, self.hwaccel, self.span = info, det_size, hwaccel, span
-        self.det_every = det_every
+    def __init__(self, info: MediaInfo, hwaccel: Optional[str] = None, span: Optional[Span] = None):
+        self.info, self.hwaccel, self.span = info, hwaccel, span
         width, height = info.video.display_size
         self.width, self.height = even(width), even(height)
         self.time_base: Optional[Fraction] = None
@@ -139,20 +168,7 @@ class Decoder:
         video = ffmpeg.input(graph_url(self.info.path), **input_args)[str(self.info.video.index)]
         if (width, height) != (self.width, self.height):  # x264 needs even sizes: pad one black line
             video = video.filter("pad", self.width, self.height)
-        outputs = []
-        if self.det_size:
-            split = video.split()
-            small = split[1]
-            if self.det_every > 1:  # only the frames the detector looks at are scaled and sent
-                small = small.filter("framestep", self.det_every)
-            outputs = [split[0].filter("format", "yuv420p"),
-                       # threads=0: swscale on every core (same pixels; one thread scaling 1080p caps
-                       # the decoder near 260 fps on the build machine, below the GPU path's target).
-                       small.filter("scale", self.det_size[0], self.det_size[1], flags="area", threads=0)
-                       .filter("format", "rgb24")]
-        else:
-            outputs = [video.filter("format", "yuv420p")]
-        out = ffmpeg.output(*outputs, "pipe:1", format="nut", vcodec="rawvideo",
+        out = ffmpeg.output(video.filter("format", "yuv420p"), "pipe:1", format="nut", vcodec="rawvideo",
                             fps_mode="passthrough", enc_time_base=-1)
         self.args = command(out)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -160,7 +176,7 @@ class Decoder:
         self.stderr = _StderrTail(self.proc.stderr)
 
     def frames(self) -> Iterator[Frame]:
-        """Yield every decoded frame (of the span, if any) in presentation order, with its detector copy if any."""
+        """Yield every decoded frame (of the span, if any) in presentation order."""
         if self.span is None:
             yield from self._decoded()
             return
@@ -194,7 +210,7 @@ class Decoder:
         return not (first and after_seek)
 
     def _decoded(self, after_seek: bool = False) -> Iterator[Frame]:
-        """Every frame ffmpeg sends, paired with its detector copy."""
+        """Every frame ffmpeg sends."""
         try:
             container = av.open(_pipe_url(self.proc.stdout), mode="r", format="nut")
         except av.error.FFmpegError:
@@ -203,38 +219,19 @@ class Decoder:
                 return  # no frame after the seek point
             raise self.failure("the decoder produced no video") from None
         with container:
-            streams = container.streams.video
-            full = streams[0]
-            self.time_base = full.time_base
-            self.rate = full.average_rate or self.info.video.avg_rate
+            stream = container.streams.video[0]
+            self.time_base = stream.time_base
+            self.rate = stream.average_rate or self.info.video.avg_rate
             frame_bytes = self.width * self.height + 2 * ((self.width + 1) // 2) * ((self.height + 1) // 2)
-            pending_full: collections.deque[Frame] = collections.deque()
-            pending_small: collections.deque[np.ndarray] = collections.deque()
             index = 0
-            for packet in container.demux(*streams):
+            for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
-                if packet.stream.index == full.index:
-                    data = np.frombuffer(packet, np.uint8)
-                    if data.size != frame_bytes:
-                        raise self.failure(f"the decoder sent a frame of {data.size} bytes, expected {frame_bytes}")
-                    pending_full.append(Frame(index, packet.pts, data, self.width, self.height, packet=packet))
-                    index += 1
-                else:
-                    w, h = self.det_size
-                    pending_small.append(np.frombuffer(packet, np.uint8).reshape(h, w, 3))
-                while pending_full and (pending_small or not self._has_copy(pending_full[0])):
-                    frame = pending_full.popleft()
-                    if self._has_copy(frame):
-                        frame.small = pending_small.popleft()
-                    yield frame
-            while pending_full:  # without a detector copy only if the decoder broke off
-                yield pending_full.popleft()
-
-    def _has_copy(self, frame: Frame) -> bool:
-        """Whether the decoder sends a detector copy of *frame* (one frame in ``det_every``, counted from
-        the first it decodes; with a span, frame indices are renumbered later, so this one is ffmpeg's)."""
-        return bool(self.det_size) and frame.index % self.det_every == 0
+                data = np.frombuffer(packet, np.uint8)
+                if data.size != frame_bytes:
+                    raise self.failure(f"the decoder sent a frame of {data.size} bytes, expected {frame_bytes}")
+                yield Frame(index, packet.pts, data, self.width, self.height, packet=packet)
+                index += 1
 
     def finish(self) -> None:
         """Wait for ffmpeg and raise a clear error if decoding failed."""

@@ -16,6 +16,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from steps.ffio import Frame
 from steps.fsutil import partial_path, remove_quietly
 
 #: Height of each thumbnail in the strip, in pixels.
@@ -29,17 +30,10 @@ def thumbnails_path_for(output: Path) -> Path:
     return output.with_name(output.name + THUMBS_SUFFIX)
 
 
-def small_bgr(planes: tuple[np.ndarray, np.ndarray, np.ndarray], height: int = THUMB_HEIGHT) -> np.ndarray:
-    """A small BGR copy of a YUV 4:2:0 picture (planes resized first: cheap even for 4K)."""
-    y, u, v = planes
-    h, w = y.shape
-    width = max(2, round(w * height / h / 2) * 2)
-    size = (width, height)
-    ys = cv2.resize(y, size, interpolation=cv2.INTER_AREA)
-    us = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-    vs = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-    i420 = np.concatenate([ys.reshape(-1), us.reshape(-1), vs.reshape(-1)]).reshape(height * 3 // 2, width)
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+def small_bgr(frame: Frame, height: int = THUMB_HEIGHT) -> np.ndarray:
+    """A small BGR copy of *frame* (its planes resized first: cheap even for 4K)."""
+    width = max(2, round(frame.width * height / frame.height / 2) * 2)
+    return frame.picture((width, height), bgr=True)
 
 
 class FaceFrameSampler:
@@ -57,7 +51,7 @@ class FaceFrameSampler:
         self.seen += 1
         if (self.seen - 1) % self.stride:
             return
-        self.kept.append((frame.index, small_bgr(frame.planes(), self.height)))
+        self.kept.append((frame.index, small_bgr(frame, self.height)))
         if len(self.kept) > 2 * self.count:
             self.kept = self.kept[::2]
             self.stride *= 2

@@ -8,20 +8,25 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from steps.detections import read_detections
+from steps import engine
+from steps.containers import MATROSKA
+from steps.detections import DetectionsWriter, read_detections
+from steps.detectors.base import Detector, Resolution
 from steps.durations import measure_all
 from steps.ffio import Decoder
 from steps.probe import probe
 from steps.segments import cut_times, parse_work_item, spans
+from steps.settings import Settings
 from tests import helpers as h
 from tests.conftest import MEDIA, needs_media, run_cli
 
 
 def decoded(path, span=None):
     """(pts, md5 of the picture) of every frame the decoder keeps for *span* (None: the whole video)."""
-    decoder = Decoder(probe(path), (32, 24), span=span)
+    decoder = Decoder(probe(path), span=span)
     frames = [(frame.pts, hashlib.md5(frame.buffer.tobytes()).hexdigest()) for frame in decoder.frames()]
     decoder.finish()
     return frames
@@ -38,28 +43,40 @@ def vfr_clip(tmp_path_factory):
     return path
 
 
-def test_only_the_frames_the_detector_looks_at_get_a_copy(vfr_clip):
-    """With det_every=3 the decoder scales only frames 0, 3, 6... of what it decodes, the same copies as when
-    it scales every frame; in a segment too, where decoding starts at a keyframe before the segment."""
+class _Recording(Detector):
+    """Finds one box in every picture; keeps the pictures it was given."""
+
+    def __init__(self):
+        self.resolution, self.pictures = Resolution(), []
+
+    def infer(self, images):
+        self.pictures += [image.copy() for image in images]
+        return [np.array([[10, 10, 30, 30, 0.9]], np.float32) for _ in images]
+
+
+def test_in_a_segment_the_detector_looks_at_every_third_frame_of_the_segment(vfr_clip, tmp_path):
+    """Decoding a segment starts at a keyframe before it; the detector's looks are still counted from the
+    segment's first frame (0, 3, 6...), and each look is that frame's own picture, enlarged 1.5 times."""
     info = probe(vfr_clip)
-
-    def copies(every, span=None):
-        decoder = Decoder(info, (32, 24), span=span, det_every=every)
-        frames = [(frame.pts, None if frame.small is None else frame.small.tobytes()) for frame in decoder.frames()]
-        decoder.finish()
-        return frames
-
-    every_frame, one_in_three = copies(1), copies(3)
-    assert [pts for pts, _ in one_in_three] == [pts for pts, _ in every_frame]
-    assert [copy is not None for _, copy in one_in_three] == [i % 3 == 0 for i in range(len(every_frame))]
-    reference = dict(every_frame)
-    assert all(copy == reference[pts] for pts, copy in one_in_three if copy is not None)
     length = measure_all([vfr_clip])[0]
     segment = spans(cut_times(length.duration, length.start, 1.3))[2]
-    kept = copies(3, segment)
-    looked_at = [i for i, (_, copy) in enumerate(kept) if copy is not None]
-    assert looked_at and all(b - a == 3 for a, b in zip(looked_at, looked_at[1:]))
-    assert all(copy == reference[pts] for pts, copy in kept if copy is not None)
+    whole = Decoder(info)
+    reference = {frame.pts: frame.picture((240, 180)) for frame in whole.frames()}
+    whole.finish()
+    detector, writer = _Recording(), DetectionsWriter(tmp_path / "part.detections.csv.gz")
+    stats = engine.run(info, tmp_path / "part.mkv", MATROSKA, Settings(fine_every=1), detector,
+                       detections=writer, span=segment)
+    writer.commit()
+    rows = read_detections(tmp_path / "part.detections.csv.gz")
+    looked_at = sorted({int(r["frame"]) for r in rows if r["source"] == "detected"})
+    assert stats.frames > 20 and looked_at == list(range(0, stats.frames, 3))
+    in_span = Decoder(info, span=segment)
+    pts = [frame.pts for frame in in_span.frames()]
+    in_span.finish()
+    assert pts[0] > min(reference)  # the segment is not the video's start
+    assert len(detector.pictures) == len(looked_at)
+    for index, picture in zip(looked_at, detector.pictures):
+        assert np.array_equal(picture, reference[pts[index]]), index
 
 
 @pytest.mark.parametrize("clip,seconds", [("vfr", 1.3), ("hamilton_audio.mp4", 2.0), ("pedestrians_far.avi", 20.0)])

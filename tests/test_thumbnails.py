@@ -67,3 +67,23 @@ def test_strip_shows_the_anonymized_output_not_the_original(tmp_path):
         to_input = float(np.mean((tile[face] - inputs[index][face]) ** 2))
         assert to_output < 40, to_output  # the output's frame, give or take JPEG
         assert to_input > 4 * to_output + 100, (to_input, to_output)  # not the original: its face is hidden
+
+
+def test_a_frame_is_seen_in_rgb_at_any_size_with_its_colours_and_layout():
+    """Frame.picture (the detector's, the audit's and the thumbnails' view of a frame): a red left half and a
+    blue right half (BT.601 limited-range Y, U, V), shrunk, as it is and enlarged, in RGB and BGR order."""
+    width, height = 64, 48
+    y = np.empty((height, width), np.uint8)
+    u, v = np.empty((height // 2, width // 2), np.uint8), np.empty((height // 2, width // 2), np.uint8)
+    y[:, :32], u[:, :16], v[:, :16] = 81, 90, 240  # red
+    y[:, 32:], u[:, 16:], v[:, 16:] = 41, 240, 110  # blue
+    f = Frame(index=0, pts=0, buffer=np.concatenate([y.ravel(), u.ravel(), v.ravel()]), width=width, height=height)
+    before = f.buffer.copy()
+    for size in [(32, 24), (64, 48), (96, 72)]:
+        rgb, bgr = f.picture(size), f.picture(size, bgr=True)
+        assert rgb.shape == bgr.shape == (size[1], size[0], 3)
+        assert np.array_equal(rgb, bgr[:, :, ::-1])
+        left, right = rgb[:, : size[0] // 4].reshape(-1, 3), rgb[:, -size[0] // 4:].reshape(-1, 3)
+        assert (np.abs(left.astype(int) - (255, 0, 0)) <= 3).all(), size
+        assert (np.abs(right.astype(int) - (0, 0, 255)) <= 3).all(), size
+    assert np.array_equal(f.buffer, before)  # the frame itself is not changed
