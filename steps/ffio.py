@@ -114,8 +114,9 @@ def i420_picture(i420: np.ndarray, size: tuple[int, int], bgr: bool = False) -> 
     OpenCV reads one (height * 3/2 rows of its width: Y, then U, then V), which it does not change.
 
     To shrink, the planes are resized first (fewer pixels to convert: cheap even for 4K); to enlarge
-    (the detector's look for small faces), the converted picture is (bilinear). Made here from the
-    frames looked at, this costs less than the decoder scaling a copy of them (measured: BENCHMARKS.md).
+    (the detector's look for small faces), the picture is converted first, then enlarged (bilinear).
+    Made here from the frames looked at, this costs less than the decoder scaling a copy of them
+    (measured: BENCHMARKS.md, fourth session).
     """
     rows, width = i420.shape
     height = rows * 2 // 3
