@@ -130,8 +130,11 @@ def i420_picture(i420: np.ndarray, size: tuple[int, int], bgr: bool = False) -> 
     u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
     v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
     half = (size[0] // 2, size[1] // 2)
-    planes = [cv2.resize(y, size, interpolation=cv2.INTER_AREA)] + [
-        cv2.resize(p, half, interpolation=cv2.INTER_AREA) for p in (u, v)]
+    # Area averaging where a pixel of the result covers two or more of the frame's (bilinear would skip
+    # some); bilinear for a lesser shrink, where OpenCV's area averaging costs ten times as much (a 1080p
+    # plane to 0.75 times: 7.6 against 0.8 ms of CPU) for no visible difference.
+    shrink = cv2.INTER_AREA if 2 * size[0] <= width else cv2.INTER_LINEAR
+    planes = [cv2.resize(y, size, interpolation=shrink)] + [cv2.resize(p, half, interpolation=shrink) for p in (u, v)]
     shrunk = np.concatenate([p.reshape(-1) for p in planes]).reshape(size[1] * 3 // 2, size[0])
     return cv2.cvtColor(shrunk, code)
 

@@ -71,7 +71,8 @@ def test_strip_shows_the_anonymized_output_not_the_original(tmp_path):
 
 def test_a_frame_is_seen_in_rgb_at_any_size_with_its_colours_and_layout():
     """Frame.picture (the detector's, the audit's and the thumbnails' view of a frame): a red left half and a
-    blue right half (BT.601 limited-range Y, U, V), shrunk, as it is and enlarged, in RGB and BGR order."""
+    blue right half (BT.601 limited-range Y, U, V), shrunk (by half: area; by a quarter: bilinear), as it is
+    and enlarged, in RGB and BGR order."""
     width, height = 64, 48
     y = np.empty((height, width), np.uint8)
     u, v = np.empty((height // 2, width // 2), np.uint8), np.empty((height // 2, width // 2), np.uint8)
@@ -79,7 +80,7 @@ def test_a_frame_is_seen_in_rgb_at_any_size_with_its_colours_and_layout():
     y[:, 32:], u[:, 16:], v[:, 16:] = 41, 240, 110  # blue
     f = Frame(index=0, pts=0, buffer=np.concatenate([y.ravel(), u.ravel(), v.ravel()]), width=width, height=height)
     before = f.buffer.copy()
-    for size in [(32, 24), (64, 48), (96, 72)]:
+    for size in [(32, 24), (48, 36), (64, 48), (96, 72)]:
         rgb, bgr = f.picture(size), f.picture(size, bgr=True)
         assert rgb.shape == bgr.shape == (size[1], size[0], 3)
         assert np.array_equal(rgb, bgr[:, :, ::-1])
