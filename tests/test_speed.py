@@ -164,12 +164,21 @@ def test_torch_backend_matches_onnxruntime(tiny_clip):
     assert len(found) == len(expected)
     np.testing.assert_allclose(found[np.argsort(found[:, 0])], expected[np.argsort(expected[:, 0])], atol=0.5)
     assert converted.describe()["runtime"] == "torch (onnx2torch)"
+    assert converted.describe()["cudnn_autotune"] is False  # only on a CUDA device
     # A batch of three goes through the model padded to four (one shape for cuDNN); three results come back.
     assert converted.runner.images_to_blob([frame] * 3, 384, 640).shape == (4, 3, 384, 640)
     batch = converted.detect([frame, frame[::-1].copy(), frame])
     assert len(batch) == 3 and len(batch[0]) == len(batch[2]) == 2
     np.testing.assert_allclose(batch[2], found, atol=0.5)
     assert [runtime.padded_batch(n) for n in (1, 2, 3, 4, 5, 16, 17)] == [1, 2, 4, 4, 8, 16, 32]
+
+
+def test_cudnn_autotuning_is_on_unless_turned_off(monkeypatch):
+    """The GPU check measures the torch backend with and without cuDNN's autotuning (ANON_CUDNN_BENCHMARK=0)."""
+    monkeypatch.delenv("ANON_CUDNN_BENCHMARK", raising=False)
+    assert runtime.cudnn_autotune()
+    monkeypatch.setenv("ANON_CUDNN_BENCHMARK", "0")
+    assert not runtime.cudnn_autotune()
 
 
 def test_bench_reports_every_figure_consistently(tiny_clip):

@@ -12,6 +12,7 @@ and makes the network's input from a batch of pictures where it runs best (``ima
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional, Protocol
@@ -173,7 +174,8 @@ class TorchRunner:
         self.module = convert(graph).eval().to(self.device)
         if half:
             self.module = self.module.half()
-        if self.device.type == "cuda":
+        self.autotune = self.device.type == "cuda" and cudnn_autotune()
+        if self.autotune:
             torch.backends.cudnn.benchmark = True  # the picture size is the same for a whole video
 
     def images_to_blob(self, images: Sequence[np.ndarray], height: int, width: int) -> Any:
@@ -206,7 +208,15 @@ class TorchRunner:
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": "torch (onnx2torch)", "device": "gpu" if self.device.type == "cuda" else "cpu",
-                "torch_device": str(self.device), "precision": "float16" if self.half else "float32"}
+                "torch_device": str(self.device), "precision": "float16" if self.half else "float32",
+                "cudnn_autotune": self.autotune}
+
+
+def cudnn_autotune() -> bool:
+    """Whether the torch backend lets cuDNN time its algorithms for each new input shape (the default).
+    ``ANON_CUDNN_BENCHMARK=0`` turns that off: benchmarks/gpu_check.sh measures both, because on an H100
+    the detector's busy time looked like a fixed cost of about 20 s per video (see BENCHMARKS.md, GPU)."""
+    return os.environ.get("ANON_CUDNN_BENCHMARK", "1") != "0"
 
 
 def padded_batch(n: int) -> int:
