@@ -105,38 +105,28 @@ class Frame:
         return y, u, v
 
     def picture(self, size: tuple[int, int], bgr: bool = False) -> np.ndarray:
-        """A new RGB (or BGR) picture of the frame at *size* (width, height; even numbers)."""
-        return i420_picture(self.buffer.reshape(self.height * 3 // 2, self.width), size, bgr)
+        """A new RGB (or BGR) picture of the frame at *size* (width, height; even numbers).
 
-
-def i420_picture(i420: np.ndarray, size: tuple[int, int], bgr: bool = False) -> np.ndarray:
-    """An RGB (or BGR) picture of *size* (even width and height) from a YUV 4:2:0 picture laid out as
-    OpenCV reads one (height * 3/2 rows of its width: Y, then U, then V), which it does not change.
-
-    To shrink, the planes are resized first (fewer pixels to convert: cheap even for 4K); to enlarge
-    (the detector's look for small faces), the picture is converted first, then enlarged (bilinear).
-    Made here from the frames looked at, this costs less than the decoder scaling a copy of them
-    (measured: BENCHMARKS.md, fourth session).
-    """
-    rows, width = i420.shape
-    height = rows * 2 // 3
-    code = cv2.COLOR_YUV2BGR_I420 if bgr else cv2.COLOR_YUV2RGB_I420
-    if size == (width, height):
-        return cv2.cvtColor(i420, code)
-    if size[0] > width or size[1] > height:
-        return cv2.resize(cv2.cvtColor(i420, code), size, interpolation=cv2.INTER_LINEAR)
-    flat, luma, chroma = i420.reshape(-1), width * height, (width // 2) * (height // 2)
-    y = flat[:luma].reshape(height, width)
-    u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
-    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
-    half = (size[0] // 2, size[1] // 2)
-    # Area averaging where a pixel of the result covers two or more of the frame's (bilinear would skip
-    # some); bilinear for a lesser shrink, where OpenCV's area averaging costs ten times as much (a 1080p
-    # plane to 0.75 times: 7.6 against 0.8 ms of CPU) for no visible difference.
-    shrink = cv2.INTER_AREA if 2 * size[0] <= width else cv2.INTER_LINEAR
-    planes = [cv2.resize(y, size, interpolation=shrink)] + [cv2.resize(p, half, interpolation=shrink) for p in (u, v)]
-    shrunk = np.concatenate([p.reshape(-1) for p in planes]).reshape(size[1] * 3 // 2, size[0])
-    return cv2.cvtColor(shrunk, code)
+        To shrink, the planes are resized first (fewer pixels to convert: cheap even for 4K); to enlarge
+        (the detector's look for small faces), the picture is converted first, then enlarged (bilinear).
+        Made here from the frames looked at, this costs less than the decoder scaling a copy of them
+        (measured: BENCHMARKS.md, fourth session).
+        """
+        code = cv2.COLOR_YUV2BGR_I420 if bgr else cv2.COLOR_YUV2RGB_I420
+        i420 = self.buffer.reshape(self.height * 3 // 2, self.width)  # the layout OpenCV converts
+        if size == (self.width, self.height):
+            return cv2.cvtColor(i420, code)
+        if size[0] > self.width or size[1] > self.height:
+            return cv2.resize(cv2.cvtColor(i420, code), size, interpolation=cv2.INTER_LINEAR)
+        # Area averaging where a pixel of the result covers two or more of the frame's (bilinear would skip
+        # some); bilinear for a lesser shrink, where OpenCV's area averaging costs ten times as much (a 1080p
+        # plane to 0.75 times: 7.6 against 0.8 ms of CPU) for no visible difference.
+        shrink = cv2.INTER_AREA if 2 * size[0] <= self.width else cv2.INTER_LINEAR
+        y, u, v = self.planes()
+        half = (size[0] // 2, size[1] // 2)
+        shrunk = [cv2.resize(y, size, interpolation=shrink)] + [cv2.resize(p, half, interpolation=shrink)
+                                                                for p in (u, v)]
+        return cv2.cvtColor(np.concatenate([p.reshape(-1) for p in shrunk]).reshape(size[1] * 3 // 2, size[0]), code)
 
 
 def even(n: int) -> int:
