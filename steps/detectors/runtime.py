@@ -148,7 +148,7 @@ class OpenVinoRunner:
         import openvino as ov
 
         return {"runtime": f"openvino {ov.get_version().split('-')[0]}", "device": "cpu", "precision": "int8",
-                "model": self.path.name}
+                "model": self.path.name, "model_sha256": ov_cache.file_digest(self.path)[:16]}
 
 
 def openvino_available() -> bool:
@@ -237,8 +237,8 @@ def load(model: Callable[[], bytes], threads: int = 0, providers: Sequence[str] 
     """The fastest runner for the model *model()* serializes (see the module's docstring); *providers*
     forces ONNX Runtime's.
 
-    *int8_model*: the same model quantized, used on the CPU when OpenVINO is installed; *model* is then
-    not called (preparing the float graph takes about 2 s of each worker's start).
+    *int8_model*: the same model quantized, used on the CPU when it exists and OpenVINO is installed; *model*
+    is then not called (preparing the float graph takes about 2 s of each worker's start).
     """
     if providers is not None:
         return OnnxRuntimeRunner(model(), providers, threads)
@@ -248,6 +248,6 @@ def load(model: Callable[[], bytes], threads: int = 0, providers: Sequence[str] 
     gpu = accel.torch_cuda()
     if gpu is not None and torch_backend_available():
         return TorchRunner(model(), gpu.device, gpu.half)
-    if int8_model is not None and openvino_available():
+    if int8_model is not None and int8_model.exists() and openvino_available():
         return OpenVinoRunner(int8_model, threads)
     return OnnxRuntimeRunner(model(), ["CPUExecutionProvider"], threads)
