@@ -25,6 +25,8 @@ FEATHER = 0.08
 _BLACK = {0: 16, 1: 128, 2: 128}  # Y, U, V of black (limited range)
 #: Blur kernels from this size up are applied at half size (see _hidden).
 _LARGE_KERNEL = 9
+#: Cells of at least this many pixels a side are averaged with a summed-area table (see _cell_means).
+_SUMMED_CELL = 40
 #: Y, U, V (BT.601, limited range) of the review colours, by box source (steps.tracking).
 _REVIEW_COLOURS = {0: (145, 54, 34), 1: (210, 16, 146), 2: (81, 90, 240), 3: (107, 202, 222)}
 
@@ -36,13 +38,37 @@ def grow(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
 
 
 def _alpha(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
-    """1 inside the ellipse, falling to 0 across the feather outside it (float32)."""
+    """1 inside the ellipse, falling to 0 across the feather outside it (float32).
+
+    Computed in one array, in place: a new temporary per step cost four times as much for a large
+    face (0.8 ms for a 420x412 region, 0.2 ms now)."""
     h, w = shape
     feather = max(2.0, FEATHER * min(ax, ay))
     ys = ((np.arange(h, dtype=np.float32) + 0.5 - cy) / ay) ** 2
     xs = ((np.arange(w, dtype=np.float32) + 0.5 - cx) / ax) ** 2
-    radius = np.sqrt(ys[:, None] + xs[None, :])
-    return np.clip((1.0 + feather / min(ax, ay) - radius) * (min(ax, ay) / feather), 0.0, 1.0)
+    weight = np.sqrt(np.add.outer(ys, xs))  # the radius, 1 on the ellipse
+    gain = min(ax, ay) / feather
+    weight *= -gain
+    weight += (1.0 + feather / min(ax, ay)) * gain
+    return np.clip(weight, 0.0, 1.0, out=weight)
+
+
+def _cell_means(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """*plane* (uint8) shrunk to width x height cells, each the mean of the pixels it covers.
+
+    OpenCV's area shrink by a large factor that is not a whole number costs about 3 ns per pixel
+    (0.6 ms for a 420x412 region); for cells of _SUMMED_CELL pixels and more a summed-area table
+    does it in a fifth to two thirds of the time, its cell edges rounded to whole pixels (within 2
+    grey levels of OpenCV's means at those sizes, measured on real frames)."""
+    h, w = plane.shape
+    if min(h / height, w / width) < _SUMMED_CELL:
+        return cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA)
+    table = cv2.integral(plane)
+    ys = np.rint(np.linspace(0, h, height + 1)).astype(np.intp)
+    xs = np.rint(np.linspace(0, w, width + 1)).astype(np.intp)
+    sums = (table[ys[1:, None], xs[None, 1:]] - table[ys[:-1, None], xs[None, 1:]]
+            - table[ys[1:, None], xs[None, :-1]] + table[ys[:-1, None], xs[None, :-1]])
+    return np.rint(sums / np.outer(np.diff(ys), np.diff(xs))).astype(np.uint8)
 
 
 def _hidden(plane: np.ndarray, mode: Mode, plane_index: int, diameter: float) -> np.ndarray:
@@ -52,7 +78,7 @@ def _hidden(plane: np.ndarray, mode: Mode, plane_index: int, diameter: float) ->
         return np.full_like(plane, _BLACK[plane_index])
     cells = BLUR_CELLS if mode == Mode.blur else PIXEL_BLOCKS
     step = max(2.0, diameter / cells)
-    small = cv2.resize(plane, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
+    small = _cell_means(plane, max(1, round(w / step)), max(1, round(h / step)))
     if mode == Mode.pixelate:
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     k = int(step) | 1

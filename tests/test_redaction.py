@@ -113,3 +113,37 @@ def test_without_tracking_every_frame_is_looked_at_whatever_the_stride(clip, tmp
     assert report.status == "done"
     rows = read_detections(tmp_path / "anon.mp4.detections.csv.gz")
     assert {int(r["frame"]) for r in rows if r["source"] == "detected"} == set(range(len(truth)))
+
+
+@pytest.mark.parametrize("size,cells", [((450, 300), (3, 3)), ((90, 60), (3, 3)), ((640, 480), (8, 8))])
+def test_a_regions_cells_are_the_means_of_the_pixels_they_cover(size, cells):
+    """Each cell of the blur and the pixelation is the mean of its pixels, whichever way it is computed
+    (OpenCV's area shrink for small cells, a summed-area table for large ones): exact on bands that follow
+    the cells, within 2 grey levels of OpenCV's means on a photo whose cells are not whole pixels."""
+    from steps.redact import _cell_means
+    from workflows.synthetic import astronaut
+
+    (width, height), (across, down) = size, cells
+    means = np.arange(across * down, dtype=np.uint8).reshape(down, across) * 7
+    bands = np.repeat(np.repeat(means, height // down, 0), width // across, 1)
+    np.testing.assert_array_equal(_cell_means(np.ascontiguousarray(bands), across, down), means)
+
+    photo = cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_BGR2GRAY), (width + 7, height + 5))
+    ours = _cell_means(photo, across, down).astype(int)
+    opencv = cv2.resize(photo, (across, down), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(ours - opencv).max() <= 2
+
+
+def test_the_mask_is_the_ellipse_with_a_soft_edge_outside_it():
+    """Inside the ellipse a face is fully replaced; across a feather a few pixels wide outside it the hidden
+    region fades back to the picture, so no hard edge is drawn; beyond it nothing changes."""
+    from steps.redact import FEATHER, _alpha
+
+    cx, cy, ax, ay = 100.0, 80.0, 60.0, 40.0
+    alpha = _alpha((160, 200), cx, cy, ax, ay)
+    ys, xs = np.mgrid[0:160, 0:200] + 0.5
+    radius = np.hypot((xs - cx) / ax, (ys - cy) / ay)  # 1 on the ellipse
+    feather = max(2.0, FEATHER * min(ax, ay)) / min(ax, ay)  # its width, in the same unit
+    assert (alpha[radius <= 0.999] == 1).all() and (alpha[radius >= 1.001 + feather] == 0).all()
+    band = (radius > 1 + 0.1 * feather) & (radius < 1 + 0.9 * feather)
+    assert band.sum() > 100 and ((alpha[band] > 0.05) & (alpha[band] < 0.95)).all()
