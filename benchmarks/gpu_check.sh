@@ -212,6 +212,7 @@ after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getru
 cpu = lambda a, b: round(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime, 2)
 result = {"clip": clip.name, "frames": stats.frames, "wall_seconds": round(wall, 2),
           "fps": round(stats.frames / wall, 1), "stage_seconds": {k: round(v, 2) for k, v in stats.seconds.items()},
+          "stage_cpu_seconds": {k: round(v, 2) for k, v in stats.cpu_seconds.items()},
           "cpu_seconds": {"python": cpu(after, before), "ffmpeg": cpu(children_after, children)},
           "decoder": path.hwaccel or "software", "encoder": path.encoder}
 print(json.dumps(result, indent=2))
@@ -313,8 +314,9 @@ if bench:
     m = bench["machine"]
     lines += [f"Machine: {m['cpu']} x {m['cores']}, GPU: {m.get('gpu')}, decoder: {m.get('decoder')}, "
               f"encoder: {m.get('encoder')}", "",
-              "| clip | settings | frames | fps | floor fps | ratio | busy s dec/det/trk/hide/enc | CPU s py/dec/enc "
-              "| peak MB | detector |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| clip | settings | frames | fps | floor fps | ratio | busy s dec/det/trk/hide/enc "
+              "| stage CPU s dec/det/trk/hide/enc/other | CPU s py/dec/enc | peak MB | detector |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, data in (("default", bench), ("cuDNN autotuning off", no_autotune), ("yolo (random weights)", yolo),
                         (os.environ.get("FAST_ARGS", "fast"), fast)):
         for c in (data or {}).get("clips", []):
@@ -322,6 +324,8 @@ if bench:
             d = c["path"]["detector"]
             lines.append(f"| {c['clip']} | {label} | {c['frames']} | {c['fps']} | {c['floor_fps']} | {c['ratio']} | "
                          + "/".join(str(st.get(k)) for k in ("decode", "detect", "track", "hide", "encode")) + " | "
+                         + "/".join(str(c.get("stage_cpu_seconds", {}).get(k))
+                                    for k in ("decode", "detect", "track", "hide", "encode", "other")) + " | "
                          + "/".join(str(cpu.get(k)) for k in ("python", "ffmpeg decoder", "ffmpeg encoder"))
                          + f" | {c['anonymizer']['peak_rss_mb']} | {d.get('runtime')} {d.get('device')} "
                          f"{d.get('precision', '')} |")
@@ -337,7 +341,7 @@ if bench:
 if ceiling:
     lines += ["", f"The pipeline alone on {ceiling['clip']} (stand-in detector, {ceiling['decoder']} decoding, "
               f"{ceiling['encoder']}): {ceiling['fps']} fps; busy s {ceiling['stage_seconds']}; "
-              f"CPU s {ceiling['cpu_seconds']}"]
+              f"stage CPU s {ceiling.get('stage_cpu_seconds')}; CPU s {ceiling['cpu_seconds']}"]
 if workers:
     lines += ["", f"Two workers on one GPU: {workers['frames']} frames in {workers['wall_seconds']} s = "
               f"{workers['total_fps']} fps in total"]

@@ -176,6 +176,7 @@ class _Written:
             "frames_with_faces": stats.frames_with_faces, "faces_detected": stats.faces,
             "boxes_hidden": stats.boxes_hidden, "tracks": stats.tracks, "detections": str(self.detections),
             "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+            "stage_cpu_seconds": {k: round(v, 3) for k, v in stats.cpu_seconds.items()},
         }
 
 

@@ -40,6 +40,7 @@ Progress = Callable[[int, Optional[int]], None]
 #: Called with each frame as it goes to the encoder (faces already hidden) and its face boxes.
 FrameHook = Callable[[Frame, np.ndarray], None]
 _END = object()
+STAGES = ("decode", "detect", "track", "hide", "encode")
 
 
 @dataclass
@@ -55,6 +56,12 @@ class Stats:
 
     The stages overlap, so the seconds add up to more than the wall time; the stage whose busy
     time is close to the wall time is the one that sets the pace.
+
+    ``cpu_seconds`` is the CPU time the same code took in its own thread (what busy time is when the
+    stage is never kept off a core), plus ``other``: the rest of the process's CPU time in the run,
+    mostly the model's own worker threads (OpenVINO, ONNX Runtime) and OpenCV's. On a machine whose
+    cores are all busy it says where they go; on a many-core GPU machine the largest per-thread figure
+    bounds the frames/s.
     """
 
     frames: int = 0
@@ -64,8 +71,19 @@ class Stats:
     tracks: int = 0
     #: Frames per detector call after running out of memory once (steps.detectors.oom); None if it never did.
     batch_after_oom: Optional[int] = None
-    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "track": 0.0,
-                                                                "hide": 0.0, "encode": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys((*STAGES, "other"), 0.0))
+
+    def add(self, stage: str, started: tuple[float, float]) -> None:
+        """Count the time since *started* (from :func:`_clock`, in this thread) to *stage*."""
+        wall, cpu = started
+        self.seconds[stage] += time.perf_counter() - wall
+        self.cpu_seconds[stage] += time.thread_time() - cpu
+
+
+def _clock() -> tuple[float, float]:
+    """Wall and this thread's CPU time, for Stats.add."""
+    return time.perf_counter(), time.thread_time()
 
 
 def tracker_config(settings: Settings) -> TrackerConfig:
@@ -144,9 +162,9 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
     def read() -> None:
         frames: Iterator[Frame] = decoder.frames()
         while True:
-            started = time.perf_counter()
+            started = _clock()
             frame = next(frames, None)
-            stats.seconds["decode"] += time.perf_counter() - started
+            stats.add("decode", started)
             if frame is None or not _put(decoded, frame, stop):
                 break
         if _put(decoded, _END, stop):
@@ -194,11 +212,11 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 except queue.Empty:
                     break
             ended = item is _END
-            started = time.perf_counter()
+            started = _clock()
             found = {**detect_scaled(fine, det_size), **detect_scaled(coarse, coarse_size or det_size)}
             if fine or coarse:
                 stats.batch_after_oom = detect_batch.batch_limit
-                stats.seconds["detect"] += time.perf_counter() - started
+                stats.add("detect", started)
             for frame in batch:
                 if not _put(detected, (frame, found.get(frame.index)), stop):
                     return
@@ -217,7 +235,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             encoder = Encoder(info, output, container, decoder.width, decoder.height,
                               decoder.time_base, decoder.rate,
                               EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
-        started = time.perf_counter()
+        started = _clock()
         if extra is not None and index in extra:
             boxes = np.concatenate([boxes, extra[index]])
         if len(boxes):
@@ -229,10 +247,10 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 detections.write(frame.index, frame.pts, decoder.time_base, boxes)
         if on_frame:
             on_frame(frame, boxes)
-        stats.seconds["hide"] += time.perf_counter() - started
-        started = time.perf_counter()
+        stats.add("hide", started)
+        started = _clock()
         encoder.write(frame)
-        stats.seconds["encode"] += time.perf_counter() - started
+        stats.add("encode", started)
         stats.frames += 1
         if progress:
             progress(stats.frames, expected)
@@ -241,6 +259,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         for index, boxes in decided:
             emit(index, boxes)
 
+    process_started = time.process_time()
     try:
         for stage in stages:
             stage.start()
@@ -250,9 +269,9 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 break
             frame, boxes = item
             waiting.append(frame)
-            started = time.perf_counter()
+            started = _clock()
             decided = tracker.push(frame.index, boxes)
-            stats.seconds["track"] += time.perf_counter() - started
+            stats.add("track", started)
             emit_all(decided)
         if not stop.is_set():
             emit_all(tracker.finish())
@@ -267,9 +286,10 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             return stats
         if encoder is None:
             raise PermanentError(f"{info.path.name!r} holds no decodable video frame")
-        started = time.perf_counter()
+        started = _clock()
         encoder.finish()
-        stats.seconds["encode"] += time.perf_counter() - started
+        stats.add("encode", started)
+        stats.cpu_seconds["other"] = max(0.0, time.process_time() - process_started - sum(stats.cpu_seconds.values()))
     except BaseException as exc:
         stop.set()
         decoder.kill()

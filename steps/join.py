@@ -143,16 +143,14 @@ def join_item(manifest: Manifest, index: int, input_root: Path, output_root: Pat
         # The anonymization's own time (a segment's fps leaves out its audit), as for a video in one piece.
         seconds = sum((part.frames_out or 0) / part.fps for part in parts if part.fps)
         video_audit = joined_audit([(part.audit, offset) for part, offset in zip(parts, offsets)])
-        stages: dict[str, float] = {}
-        for part in parts:
-            for stage, value in part.stage_seconds.items():
-                stages[stage] = round(stages.get(stage, 0.0) + value, 3)
         report = report.model_copy(update={
             "status": "done", "output": str(output), "segments": len(parts), "detector": parts[0].detector,
             "frames_in": sum(part.frames_in or 0 for part in parts), "frames_out": frames,
             "frames_with_faces": sum(part.frames_with_faces or 0 for part in parts),
             "faces_detected": sum(part.faces_detected or 0 for part in parts),
-            "boxes_hidden": sum(part.faces_hidden or 0 for part in parts), "stage_seconds": stages,
+            "boxes_hidden": sum(part.faces_hidden or 0 for part in parts),
+            "stage_seconds": _summed([part.stage_seconds for part in parts]),
+            "stage_cpu_seconds": _summed([part.stage_cpu_seconds for part in parts]),
             "fps": round(frames / seconds, 2) if seconds else None, "detections": str(detections_path),
             "audit": video_audit,
             "audit_findings": None if video_audit is None or video_audit.error else video_audit.suspect_frames,
@@ -211,6 +209,15 @@ def join_all(manifest: Manifest, input_root: Path, output_root: Path, settings: 
         indices = [i for i, item in enumerate(manifest.items) if item.cuts]
         todo = [i for i, needed in zip(indices, pool.map(left, indices)) if needed]
         return list(pool.map(lambda i: join_item(manifest, i, input_root, output_root, settings, force=force), todo))
+
+
+def _summed(parts: list[dict[str, float]]) -> dict[str, float]:
+    """The segments' stage times, added up stage by stage."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for stage, value in part.items():
+            total[stage] = round(total.get(stage, 0.0) + value, 3)
+    return total
 
 
 def _joined_detections(parts: list[VideoReport], offsets: list[int], folder: Path, path: Path) -> DetectionsWriter:

@@ -75,6 +75,8 @@ class VideoReport(BaseModel):
     wall_seconds: Optional[float] = None
     fps: Optional[float] = None
     stage_seconds: dict[str, float] = {}
+    #: CPU seconds of each stage in its own thread, and the rest of the process (steps.engine.Stats).
+    stage_cpu_seconds: dict[str, float] = {}
     error: Optional[str] = None
     error_kind: Optional[str] = None
     exit_code: int = 0

@@ -108,6 +108,9 @@ def test_a_long_video_in_segments_equals_the_whole_one(shared_run, tmp_path):
     joined, whole = out / "pedestrians_far.avi.mkv", shared_out / "nested" / "pedestrians_far.avi.mkv"
     report = json.loads((out / "pedestrians_far.avi.report.json").read_text())
     assert report["status"] == "done" and report["segments"] == 4 and report["frames_out"] == 795
+    # The segments' stage times, added up: busy and CPU.
+    assert report["stage_seconds"]["detect"] >= report["stage_cpu_seconds"]["detect"] > 0
+    assert set(report["stage_cpu_seconds"]) == {*report["stage_seconds"], "other"}
 
     assert h.decoded_frames(joined) == h.decoded_frames(source) == h.decoded_frames(whole) == 795
     times_in, times_joined, times_whole = h.frame_times(source), h.frame_times(joined), h.frame_times(whole)

