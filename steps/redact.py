@@ -85,12 +85,15 @@ def _hidden(plane: np.ndarray, mode: Mode, plane_index: int, diameter: float) ->
     if k < _LARGE_KERNEL:
         smooth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         return cv2.GaussianBlur(smooth, (k, k), 0) if k >= 3 else smooth
-    # A large face: the cells are smoothed at half size in float32, then enlarged. That is within a few
-    # grey levels of the Gaussian on the full-size uint8 region, for a third of the time (OpenCV's uint8
-    # Gaussian is slow with large kernels: about 3 ms for a face 120 pixels wide).
-    half = cv2.resize(small.astype(np.float32), (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_LINEAR)
-    half = cv2.GaussianBlur(half, (k // 2 | 1, k // 2 | 1), 0)
-    return cv2.resize(cv2.convertScaleAbs(half), (w, h), interpolation=cv2.INTER_LINEAR)
+    # A large face: the cells are smoothed in float32 at a size reduced so that the kernel is about
+    # _LARGE_KERNEL pixels (at least half size), then enlarged. That is within 2 grey levels of the
+    # Gaussian on the full-size uint8 region (OpenCV's uint8 Gaussian is slow with large kernels: about
+    # 3 ms for a face 120 pixels wide), and costs about the same whatever the face's size.
+    shrink = max(2, k // _LARGE_KERNEL)
+    low = cv2.resize(small.astype(np.float32), (max(1, w // shrink), max(1, h // shrink)),
+                     interpolation=cv2.INTER_LINEAR)
+    low = cv2.GaussianBlur(low, (k // shrink | 1, k // shrink | 1), 0)
+    return cv2.resize(cv2.convertScaleAbs(low), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def draw(planes: tuple[np.ndarray, np.ndarray, np.ndarray], boxes: np.ndarray, mask_scale: float) -> None:

@@ -147,3 +147,21 @@ def test_the_mask_is_the_ellipse_with_a_soft_edge_outside_it():
     assert (alpha[radius <= 0.999] == 1).all() and (alpha[radius >= 1.001 + feather] == 0).all()
     band = (radius > 1 + 0.1 * feather) & (radius < 1 + 0.9 * feather)
     assert band.sum() > 100 and ((alpha[band] > 0.05) & (alpha[band] < 0.95)).all()
+
+
+@pytest.mark.parametrize("size", [40, 100, 250, 400])
+def test_a_large_faces_blur_is_the_gaussian_of_its_cells_within_2_grey_levels(size):
+    """Large faces are smoothed at a reduced size (a Gaussian on the full region is slow with their large
+    kernels); the result stays within 2 grey levels of the Gaussian on the full-size enlargement of the cells."""
+    from steps.redact import BLUR_CELLS, _cell_means, _hidden
+    from workflows.synthetic import astronaut
+
+    region = np.ascontiguousarray(cv2.resize(cv2.cvtColor(astronaut(), cv2.COLOR_BGR2GRAY), (size, size * 11 // 10)))
+    height, width = region.shape
+    diameter = size / 1.06  # the ellipse's, in a region grown by its feather
+    step = diameter / BLUR_CELLS
+    cells = _cell_means(region, round(width / step), round(height / step))
+    kernel = int(step) | 1
+    enlarged = cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR)
+    reference = cv2.GaussianBlur(enlarged, (kernel, kernel), 0)
+    assert np.abs(_hidden(region, Mode.blur, 0, diameter).astype(int) - reference).max() <= 2
