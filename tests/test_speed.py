@@ -274,6 +274,18 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
         assert clip["cpu_ms_per_frame"][name] == pytest.approx(1000 * sum(run["cpu_seconds"].values()) / 15, abs=0.1)
 
 
+def test_bench_prints_each_stages_busy_and_cpu_time_per_frame(tiny_clip):
+    result = run_cli("workflows", "bench", str(tiny_clip), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ tiny.mp4") and "/" in line]
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    # clip, then busy / CPU for decode, detect, track, hide and encode, other CPU, python, decoder, encoder
+    assert len(cells) == 10
+    busy_cpu = [tuple(float(v) for v in cell.split(" / ")) for cell in cells[1:6]]
+    assert all(cpu <= busy + 0.1 for busy, cpu in busy_cpu) and busy_cpu[1][1] > 0
+    assert float(cells[7]) > sum(cpu for _, cpu in busy_cpu)  # the Python process's CPU holds the stages'
+
+
 class CountingDetector(Detector):
     """Finds nothing; records how many pictures of which size each model call got."""
 

