@@ -23,7 +23,7 @@ PIXEL_BLOCKS = 8
 #: Feather width outside the ellipse, as a share of its radius.
 FEATHER = 0.08
 _BLACK = {0: 16, 1: 128, 2: 128}  # Y, U, V of black (limited range)
-#: Blur kernels from this size up are applied at half size (see _hidden).
+#: Blur kernels from this size up are applied at a reduced size, where the kernel is about this size (see _hidden).
 _LARGE_KERNEL = 9
 #: Cells of at least this many pixels a side are averaged with a summed-area table (see _cell_means).
 _SUMMED_CELL = 40

@@ -55,7 +55,7 @@ def _crowd(photo: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> np
     import cv2
 
     (width, height), (smallest, largest) = CROWD_SIZE, CROWD_FACE_PIXELS
-    canvas = cv2.resize(photo, CROWD_SIZE).copy()
+    canvas = cv2.resize(photo, CROWD_SIZE)  # a new array: the photo is not changed
     for _ in range(CROWD_FACES):
         face = (faces[rng.integers(len(faces))] * 255).astype(np.uint8)
         size = int(rng.integers(smallest, largest))
