@@ -2,8 +2,10 @@
 
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
 frames from the decoder, a detector thread runs the model on batches of RGB pictures of the
-frames it looks at (made from them, steps.ffio.Frame.picture), and the calling thread links
-detections into tracks, hides the faces and feeds the encoder.
+frames it looks at (made from them, steps.ffio.Frame.picture), the calling thread links
+detections into tracks, and a writer thread hides the faces and feeds the encoder. Hiding is
+mostly OpenCV, which runs outside Python's lock, so on a machine with cores to spare it
+overlaps the tracker's and the detector's Python instead of adding to them.
 The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
 frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
 the video's length and the slowest stage sets the pace.
@@ -222,42 +224,49 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                     return
         _put(detected, _END, stop)
 
-    stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop)]
+    decided_frames: queue.Queue = queue.Queue(maxsize=settings.batch + 2)
     encoder: Optional[Encoder] = None
 
-    def emit(index: int, boxes) -> None:
-        """Hide *boxes* in the oldest waiting frame (frame *index*) and encode it."""
+    def write() -> None:
+        """Hides each decided frame's boxes and hands the frame to the encoder, in order."""
         nonlocal encoder
-        frame = waiting.popleft()
-        if frame.index != index:
-            raise RuntimeError(f"the tracker decided frame {index} while frame {frame.index} was next")
-        if encoder is None:  # the decoder's time base is known once the first frame arrived
-            encoder = Encoder(info, output, container, decoder.width, decoder.height,
-                              decoder.time_base, decoder.rate,
-                              EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
-        started = _clock()
-        if extra is not None and index in extra:
-            boxes = np.concatenate([boxes, extra[index]])
-        if len(boxes):
-            hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
-            stats.frames_with_faces += 1
-            stats.boxes_hidden += len(boxes)
-            stats.faces += int((boxes[:, SOURCE] == DETECTED).sum())
-            if detections is not None:
-                detections.write(frame.index, frame.pts, decoder.time_base, boxes)
-        if on_frame:
-            on_frame(frame, boxes)
-        stats.add("hide", started)
-        started = _clock()
-        encoder.write(frame)
-        stats.add("encode", started)
-        stats.frames += 1
-        if progress:
-            progress(stats.frames, expected)
+        while (item := _get(decided_frames, stop)) is not _END:
+            frame, boxes = item
+            if encoder is None:  # the decoder's time base is known once the first frame arrived
+                encoder = Encoder(info, output, container, decoder.width, decoder.height,
+                                  decoder.time_base, decoder.rate,
+                                  EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
+            started = _clock()
+            if len(boxes):
+                hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
+                stats.frames_with_faces += 1
+                stats.boxes_hidden += len(boxes)
+                stats.faces += int((boxes[:, SOURCE] == DETECTED).sum())
+                if detections is not None:
+                    detections.write(frame.index, frame.pts, decoder.time_base, boxes)
+            if on_frame:
+                on_frame(frame, boxes)
+            stats.add("hide", started)
+            started = _clock()
+            encoder.write(frame)
+            stats.add("encode", started)
+            stats.frames += 1
+            if progress:
+                progress(stats.frames, expected)
 
-    def emit_all(decided: list) -> None:
+    stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop), _Stage(write, "write", stop)]
+
+    def emit_all(decided: list) -> bool:
+        """Send each frame the tracker decided, with its boxes (and the *extra* ones), to the writer."""
         for index, boxes in decided:
-            emit(index, boxes)
+            frame = waiting.popleft()
+            if frame.index != index:
+                raise RuntimeError(f"the tracker decided frame {index} while frame {frame.index} was next")
+            if extra is not None and index in extra:
+                boxes = np.concatenate([boxes, extra[index]])
+            if not _put(decided_frames, (frame, boxes), stop):
+                return False
+        return True
 
     process_started = time.process_time()
     try:
@@ -272,9 +281,10 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             started = _clock()
             decided = tracker.push(frame.index, boxes)
             stats.add("track", started)
-            emit_all(decided)
-        if not stop.is_set():
-            emit_all(tracker.finish())
+            if not emit_all(decided):
+                break
+        if not stop.is_set() and emit_all(tracker.finish()):
+            _put(decided_frames, _END, stop)
         stats.tracks = tracker.tracks_started
         if stop.is_set():  # a stage failed: unblock the others before collecting its error
             decoder.kill()
