@@ -257,6 +257,8 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert clip["ratio"] == pytest.approx(clip["fps"] / clip["floor_fps"], rel=0.01)
     assert clip["speedup_vs_deface"] == pytest.approx(clip["fps"] / clip["deface_fps"], rel=0.01)
     assert clip["process_fps"] <= clip["fps"]  # the process also starts the interpreter
+    # Like for like: both whole processes.
+    assert clip["process_speedup_vs_deface"] == pytest.approx(clip["process_fps"] / clip["deface_fps"], rel=0.01)
     assert set(clip["stage_seconds"]) == {"decode", "detect", "track", "hide", "encode"}
     # Each stage's CPU is its own thread's (never more than its busy time), the rest of the process is "other".
     cpu = clip["stage_cpu_seconds"]

@@ -344,8 +344,8 @@ def bench(
         return
     table = Table(title=f"{results.machine['cpu']} ({results.machine['cores']} cores)"
                         + (f", {results.machine['gpu']}" if results.machine.get("gpu") else ""))
-    for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *(("deface fps", "x deface") if deface
-                   else ()), "CPU ms/frame", "peak MB"):
+    deface_columns = ("deface fps", "x deface", "x deface, process") if deface else ()
+    for column in ("clip", "size", "frames", "fps", "floor fps", "ratio", *deface_columns, "CPU ms/frame", "peak MB"):
         table.add_column(column, justify="left" if column == "clip" else "right")
     # Where the time goes, per frame: each stage's busy time and its CPU time in its own thread, the rest of the
     # Python process's CPU (the model's worker threads...), and the CPU of the whole process tree by process.
@@ -355,7 +355,7 @@ def bench(
     for r in results.clips:
         row = [r.clip, f"{r.width}x{r.height}", str(r.frames), f"{r.fps:.1f}", f"{r.floor_fps:.1f}", f"{r.ratio:.2f}"]
         if deface:
-            row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}"]
+            row += [f"{r.deface_fps:.1f}", f"{r.speedup_vs_deface:.1f}", f"{r.process_speedup_vs_deface:.1f}"]
         table.add_row(*row, f"{r.cpu_ms_per_frame['anonymizer']:.0f}", f"{r.anonymizer.peak_rss_mb:.0f}")
         per_frame = {f"{kind} {name}": f"{1000 * value / max(1, r.frames):.1f}"
                      for kind, seconds in (("busy", r.stage_seconds), ("cpu", r.stage_cpu_seconds),
