@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from steps.fsutil import PARTIAL_PREFIX
+from steps.settings import Settings
 from tests import helpers as h
 from tests.conftest import ROOT
 from workflows.synthetic import make_sample_clip
@@ -175,3 +176,54 @@ def test_a_worker_that_hangs_is_stopped_at_its_deadline_and_retried(tmp_path, mo
     text = shown.getvalue()
     assert text.count("stopped") == 2 and "--video-deadline" in text and "retry" in text
     assert summary.totals["failed"] == 1 and summary.totals["done"] == 0
+
+
+def _fails_on_call(function, count: int, stage: str):
+    """*function*, raising on its *count*-th call (a generator function: on its *count*-th item)."""
+    calls = Counter()
+
+    def failing(*args, **kwargs):
+        calls[stage] += 1
+        if calls[stage] >= count:
+            raise RuntimeError(f"stage failed: {stage}")
+        return function(*args, **kwargs)
+
+    def failing_generator(*args, **kwargs):
+        for n, item in enumerate(function(*args, **kwargs), 1):
+            if n >= count:
+                raise RuntimeError(f"stage failed: {stage}")
+            yield item
+
+    return failing_generator if stage == "decode" else failing
+
+
+#: Where each pipeline stage's own code runs (steps.engine): the reader, detector and writer threads, the caller.
+STAGE_CODE = {"decode": ("Decoder", "frames"), "detect": ("Frame", "picture"), "track": ("Tracker", "push"),
+              "hide": (None, "hide"), "encode": ("Encoder", "write")}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_CODE))
+def test_a_failure_in_any_stage_of_the_pipeline_fails_the_video_cleanly(stage, tmp_path, monkeypatch):
+    """The stages run in their own threads; an error in any of them stops the others (no thread left waiting
+    on a queue), is the video's error, and leaves no output, partial or final."""
+    import threading
+
+    from steps import anonymize as anonymize_step
+    from steps import engine
+
+    clip = tmp_path / "in.mp4"
+    make_sample_clip(clip, seconds=1.2, width=160, height=90)  # 30 frames, two faces in each
+    owner_name, name = STAGE_CODE[stage]
+    owner = getattr(engine, owner_name) if owner_name else engine
+    monkeypatch.setattr(owner, name, _fails_on_call(getattr(owner, name), 10, stage))
+    out = tmp_path / "out" / "anon.mp4"
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(report=anonymize_step.anonymize_file(
+        clip, out, tmp_path / "report.json", Settings())), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), f"the pipeline hung after the {stage} stage failed"
+    report = result["report"]
+    assert report.status == "failed" and f"stage failed: {stage}" in report.error
+    assert not out.exists() and not leftovers(out.parent, out)
+    assert not [t for t in threading.enumerate() if t.name in engine.STAGES + ("write",) and t.is_alive()]
