@@ -3,9 +3,10 @@
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
 frames from the decoder, a detector thread runs the model on batches of RGB pictures of the
 frames it looks at (made from them, steps.ffio.Frame.picture), the calling thread links
-detections into tracks, and a writer thread hides the faces and feeds the encoder. Hiding is
-mostly OpenCV, which runs outside Python's lock, so on a machine with cores to spare it
-overlaps the tracker's and the detector's Python instead of adding to them.
+detections into tracks, and a writer thread hides the faces and feeds the encoder, so that
+tracking and hiding no longer add up in one thread (on a machine with cores to spare; how far
+the threads overlap is bounded by Python's lock, which each of hiding's many short OpenCV
+calls gives back and takes again).
 The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
 frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
 the video's length and the slowest stage sets the pace.
