@@ -64,7 +64,7 @@ class Stats:
     stage is never kept off a core), plus ``other``: the rest of the process's CPU time in the run,
     mostly the model's own worker threads (OpenVINO, ONNX Runtime) and OpenCV's. On a machine whose
     cores are all busy it says where they go; on a many-core GPU machine the largest per-thread figure
-    bounds the frames/s.
+    (hide and encode share the writer thread) bounds the frames/s.
     """
 
     frames: int = 0
