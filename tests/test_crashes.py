@@ -6,6 +6,7 @@ kill does) at points spread over a whole run; a full output volume is a small tm
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -180,11 +182,12 @@ def test_a_worker_that_hangs_is_stopped_at_its_deadline_and_retried(tmp_path, mo
 
 def _fails_on_call(function, count: int, stage: str):
     """*function*, raising on its *count*-th call (a generator function: on its *count*-th item)."""
-    calls = Counter()
+    calls = 0
 
     def failing(*args, **kwargs):
-        calls[stage] += 1
-        if calls[stage] >= count:
+        nonlocal calls
+        calls += 1
+        if calls >= count:
             raise RuntimeError(f"stage failed: {stage}")
         return function(*args, **kwargs)
 
@@ -194,7 +197,7 @@ def _fails_on_call(function, count: int, stage: str):
                 raise RuntimeError(f"stage failed: {stage}")
             yield item
 
-    return failing_generator if stage == "decode" else failing
+    return failing_generator if inspect.isgeneratorfunction(function) else failing
 
 
 #: Where each pipeline stage's own code runs (steps.engine): the reader, detector and writer threads, the caller.
@@ -206,8 +209,6 @@ STAGE_CODE = {"decode": ("Decoder", "frames"), "detect": ("Frame", "picture"), "
 def test_a_failure_in_any_stage_of_the_pipeline_fails_the_video_cleanly(stage, tmp_path, monkeypatch):
     """The stages run in their own threads; an error in any of them stops the others (no thread left waiting
     on a queue), is the video's error, and leaves no output, partial or final."""
-    import threading
-
     from steps import anonymize as anonymize_step
     from steps import engine
 
