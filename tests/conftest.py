@@ -38,10 +38,12 @@ CLIPS = {
 }
 
 
-def run_cli(*args: str, env: dict | None = None, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``python -m <args>`` from the project root, as a user would."""
-    full_env = {**os.environ, **(env or {})}
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=full_env, capture_output=True, text=True,
+def run_cli(*args: str, env: dict | None = None, check: bool = False, cwd: Path = ROOT,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m <args>`` as a user would, from the project root unless *cwd* says otherwise."""
+    module_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "PYTHONPATH": module_path, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                             **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

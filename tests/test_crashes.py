@@ -161,14 +161,13 @@ def test_a_worker_that_hangs_is_stopped_at_its_deadline_and_retried(tmp_path, mo
                                    "open('started', 'a').write('x'); time.sleep(120)"]
     monkeypatch.setattr(local, "anonymize_command", lambda *args, **kwargs: hangs)
     monkeypatch.setattr(local, "STOP_GRACE_SECONDS", 1)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the worker's working folder (the caller's): its 'started' file
     inp = tmp_path / "in"
     inp.mkdir()
     make_sample_clip(inp / "a.mp4", seconds=0.2, audio=False)
     shown = io.StringIO()
     runner = local.LocalRunner(inp, tmp_path / "out", Settings(), workers=1, retries=1, video_deadline=1,
                                console=Console(file=shown, width=200))
-    monkeypatch.setattr(local, "PROJECT_ROOT", tmp_path)  # the worker's working folder: its 'started' file
     started = time.monotonic()
 
     summary = runner.run()

@@ -277,8 +277,12 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
 
 
 def test_bench_prints_each_stages_busy_and_cpu_time_per_frame(tiny_clip):
-    result = run_cli("workflows", "bench", str(tiny_clip), env={"COLUMNS": "200"})
+    # Run where the clip is, with names relative to that folder, as a user would: the worker is given them too.
+    (tiny_clip.parent / "work").mkdir(exist_ok=True)
+    result = run_cli("workflows", "bench", tiny_clip.name, "--work-dir", "work", env={"COLUMNS": "200"},
+                     cwd=tiny_clip.parent)
     assert result.returncode == 0, result.stderr
+    assert not any((tiny_clip.parent / "work").iterdir())  # what it wrote there while measuring is gone
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ tiny.mp4") and "/" in line]
     cells = [cell.strip() for cell in row.strip("│").split("│")]
     # clip, then busy / CPU for decode, detect, track, hide and encode, other CPU, python, decoder, encoder

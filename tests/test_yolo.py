@@ -3,6 +3,7 @@ offline, and known boxes through its post-processing and the redaction."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 
 import numpy as np
@@ -15,7 +16,9 @@ from steps.anonymize import anonymize_file  # noqa: E402
 from steps.detectors import load  # noqa: E402
 from steps.detectors.yolo import HEAD_HEIGHT_PER_WIDTH, Yolo, offline_ultralytics  # noqa: E402
 from steps.redact import hide  # noqa: E402
+from steps.report import VideoReport  # noqa: E402
 from steps.settings import Mode, Settings, Target  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
 from workflows.synthetic import make_sample_clip  # noqa: E402
 
 NAMES = {0: "person", 1: "bicycle", 2: "face"}
@@ -104,6 +107,18 @@ def test_the_pipeline_runs_with_yolo_and_says_so(weights, tmp_path):
     assert report.status == "done", report.error
     assert report.detector["name"] == "yolo" and report.detector["classes"] == [0]
     assert report.frames_out == 10
+
+
+def test_a_local_run_takes_the_model_path_relative_to_where_it_was_started(weights, tmp_path):
+    """The workers `workflows run` starts get --model as it was typed: they run in the same folder."""
+    (tmp_path / "in").mkdir()
+    make_sample_clip(tmp_path / "in" / "a.mp4", seconds=0.2, audio=False)
+    shutil.copy(weights, tmp_path / "weights.pt")
+    result = run_cli("workflows", "run", "in", "out", "--detector", "yolo", "--model", "weights.pt",
+                     "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = VideoReport.load(tmp_path / "out" / "a.mp4.report.json")
+    assert report.status == "done" and report.detector["name"] == "yolo", report.error
 
 
 def test_yolo_settings_are_checked(tmp_path):

@@ -38,8 +38,7 @@ from steps.containers import output_name
 from steps.ffio import EncoderSettings, command
 from steps.probe import ffmpeg_url, probe
 from steps.settings import Settings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from workflows.local import worker_env
 
 
 @dataclass
@@ -73,11 +72,10 @@ def _role(proc: psutil.Process) -> str:
     return "python" if "python" in name else name
 
 
-def measure(args: list[str], env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None,
-            interval: float = 0.05) -> Run:
+def measure(args: list[str], env: Optional[dict[str, str]] = None, interval: float = 0.05) -> Run:
     """Run *args*, sampling its process tree's summed resident memory and per-process CPU time."""
     started = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     peak = 0
     cpu: dict[int, tuple[str, float]] = {}
@@ -199,13 +197,13 @@ def bench_clip(clip: Path, work: Path, settings: Settings, threads: int = 0, rep
     floor = _best([measure(floor_command(clip, floor_out, encoder, path.hwaccel)) for _ in range(repeat)])
     if floor.returncode != 0:
         raise RuntimeError(f"the plain transcode of {clip.name} failed: {floor.stderr_tail}")
-    env = {**os.environ, **settings.to_env(), "ANON_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = worker_env(settings, threads)
     worker = [sys.executable, "-m", "steps.anonymize", "--input", str(clip), "--output", str(ours_out), "--force"]
     runs, reports = [], []
     for _ in range(repeat):
-        runs.append(measure(worker, env=env, cwd=PROJECT_ROOT))
-        reports.append(json.loads(Path(str(ours_out) + ".report.json").read_text()))
+        runs.append(measure(worker, env=env))
+        report_file = Path(str(ours_out) + ".report.json")  # none when the worker could not start
+        reports.append(json.loads(report_file.read_text()) if report_file.is_file() else {})
     best = min(range(repeat), key=lambda i: reports[i].get("wall_seconds") or float("inf"))
     ours, report = runs[best], reports[best]
     if ours.returncode != 0 or report.get("status") != "done":

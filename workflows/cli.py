@@ -313,8 +313,9 @@ def bench(
                                                         "clip, the open-source baseline."),
     repeat: int = typer.Option(1, min=1, help="Measure each thing this many times and keep the fastest."),
     threads: int = typer.Option(0, envvar="ANON_THREADS", help="CPU threads for the detector and encoder (0: all)."),
-    work_dir: Optional[Path] = typer.Option(None, help="Where the outputs are written while measuring "
-                                                       "[default: a temporary folder]; they are deleted."),
+    work_dir: Optional[Path] = typer.Option(None, exists=True, file_okay=False, writable=True,
+                                            help="Where the outputs are written while measuring "
+                                                 "[default: a temporary folder]; they are deleted."),
 ) -> None:
     """Frames per second of the anonymizer per clip, next to a plain ffmpeg transcode of it (and deface)."""
     import tempfile

@@ -98,6 +98,18 @@ SECRET_ENV = frozenset({"ARGO_TOKEN"})
 PREVIOUS_ATTEMPTS_ENV = "ANON_PREVIOUS_ATTEMPTS"
 
 
+def worker_env(settings: Settings, threads: int) -> dict[str, str]:
+    """The environment of a worker process started here (steps.anonymize, steps.join): the caller's, less its
+    credentials (workers parse untrusted videos and need none: the Argo token stays here), with *settings*, and
+    the project on the module path. A worker runs in the caller's folder, as the caller does, so that relative
+    paths it is given (a video, --model, --work-dir) mean what they meant to the caller."""
+    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
+    env.update(settings.to_env())
+    env["ANON_THREADS"] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def join_command(manifest: Path, input_root: Path, output_root: Path) -> list[str]:
     """The step that joins what the workers left unjoined: the same step CLI the Argo join template runs."""
     return [sys.executable, "-m", "steps.join", "--manifest", str(manifest), "--input-root", str(input_root),
@@ -151,15 +163,11 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 2) // self.workers)
 
     def _env(self, progress_file: Path, attempt: int = 1, slot: int = 0) -> dict[str, str]:
-        # The workers parse untrusted videos and need no credential: the Argo token stays here.
-        env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
-        env.update(self.settings.to_env())
-        env["ANON_THREADS"] = str(self.threads)
+        env = worker_env(self.settings, self.threads)
         if self.gpu_slots:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu_slots[slot]
         env[PROGRESS_FILE_ENV] = str(progress_file)
         env[PREVIOUS_ATTEMPTS_ENV] = str(attempt - 1)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         return env
 
     def run(self) -> Summary:
@@ -216,8 +224,7 @@ class LocalRunner:
                         job.proc = subprocess.Popen(
                             anonymize_command(manifest_file, job.item, self.input_root, self.output_root, self.force),
                             env=self._env(job.progress_file, job.attempt, job.slot), stdout=subprocess.DEVNULL,
-                            stderr=log,
-                            cwd=PROJECT_ROOT)
+                            stderr=log)
                     label = f"  {_shown(self._label(manifest, job))}" + (
                         f" (try {job.attempt})" if job.attempt > 1 else "")
                     job.task = bars.add_task(label, total=None, info="")
@@ -280,7 +287,7 @@ class LocalRunner:
         for attempt in range(1, self.retries + 2):
             done = subprocess.run(join_command(manifest_file, self.input_root, self.output_root),
                                   env=self._env(progress_dir / "join.progress", attempt), capture_output=True,
-                                  text=True, cwd=PROJECT_ROOT)
+                                  text=True)
             if not should_retry(done.returncode) or attempt > self.retries:
                 break
             self.console.print(f"[yellow]retry[/] joining (exit code {done.returncode}, attempt {attempt})")
