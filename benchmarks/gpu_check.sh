@@ -179,7 +179,7 @@ step "bench 1080p, cuDNN autotuning off" 60 bash -c \
 # The pipeline alone (decode, pictures, tracking, hiding, encode; the same decoder and encoder as the
 # anonymizer's), its detector a stand-in that costs nothing: how fast the rest can go here, with two large
 # faces and with a crowd of 15 faces of 40 to 230 px (as crowd_walk.mp4 at 1080p: hiding them took about
-# 7 ms of the writer thread's CPU per frame in the 2-core build machine's dry run).
+# 6 ms of the hiding thread's CPU per frame in the 2-core build machine's dry run).
 ceiling_check() {
     "$PYTHON" - "$CLIP" "$WORK/ceiling.mp4" "$OUT/ceiling.json" <<'EOF'
 import json, resource, sys, time

@@ -3,10 +3,10 @@
 The decoder and the encoder are ffmpeg processes; between them, a reader thread pulls
 frames from the decoder, a detector thread runs the model on batches of RGB pictures of the
 frames it looks at (made from them, steps.ffio.Frame.picture), the calling thread links
-detections into tracks, and a writer thread hides the faces and feeds the encoder, so that
-tracking and hiding no longer add up in one thread (on a machine with cores to spare; how far
-the threads overlap is bounded by Python's lock, which each of hiding's many short OpenCV
-calls gives back and takes again).
+detections into tracks, a hiding thread hides the faces and an encoder thread feeds the
+encoder, so that on a machine with cores to spare (a GPU worker's) their work does not add up
+in one thread. How far the threads overlap is bounded by Python's lock, which each of hiding's
+many short OpenCV calls gives back and takes again, as does the write to the encoder's pipe.
 The tracker decides a frame's boxes only a few frames later (steps.tracking), so that many
 frames wait in memory. Bounded queues link the stages, so memory stays the same whatever
 the video's length and the slowest stage sets the pace.
@@ -30,7 +30,7 @@ from steps.containers import Container
 from steps.detections import DetectionsWriter
 from steps.detectors import Detector
 from steps.detectors.oom import HalvingOnOutOfMemory
-from steps.errors import AnonymizeError, PermanentError
+from steps.errors import PermanentError
 from steps.ffio import Decoder, Encoder, EncoderSettings, Frame
 from steps.probe import MediaInfo
 from steps.redact import hide
@@ -64,7 +64,7 @@ class Stats:
     stage is never kept off a core), plus ``other``: the rest of the process's CPU time in the run,
     mostly the model's own worker threads (OpenVINO, ONNX Runtime) and OpenCV's. On a machine whose
     cores are all busy it says where they go; on a many-core GPU machine the largest per-thread figure
-    (hide and encode share the writer thread) bounds the frames/s.
+    bounds the frames/s.
     """
 
     frames: int = 0
@@ -101,17 +101,17 @@ def tracker_config(settings: Settings) -> TrackerConfig:
 
 
 class _Stage(threading.Thread):
-    """A pipeline thread whose exception is re-raised in the caller."""
+    """A pipeline thread whose exception stops the others and is added to *failures*, for the caller to raise."""
 
-    def __init__(self, target: Callable[[], None], name: str, stop: threading.Event):
+    def __init__(self, target: Callable[[], None], name: str, stop: threading.Event, failures: list[BaseException]):
         super().__init__(daemon=True, name=name)
-        self._target_fn, self._halt, self.error = target, stop, None
+        self._target_fn, self._halt, self._failures = target, stop, failures
 
     def run(self) -> None:
         try:
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self.error = exc
+            self._failures.append(exc)
             self._halt.set()
 
 
@@ -226,17 +226,13 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         _put(detected, _END, stop)
 
     decided_frames: queue.Queue = queue.Queue(maxsize=settings.batch + 2)
+    hidden_frames: queue.Queue = queue.Queue(maxsize=settings.batch + 2)
     encoder: Optional[Encoder] = None
 
-    def write() -> None:
-        """Hides each decided frame's boxes and hands the frame to the encoder, in order."""
-        nonlocal encoder
+    def hide_faces() -> None:
+        """Hides each decided frame's boxes, in order, and passes the frame on to the encoder's thread."""
         while (item := _get(decided_frames, stop)) is not _END:
             frame, boxes = item
-            if encoder is None:  # the decoder's time base is known once the first frame arrived
-                encoder = Encoder(info, output, container, decoder.width, decoder.height,
-                                  decoder.time_base, decoder.rate,
-                                  EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
             started = _clock()
             if len(boxes):
                 hide(frame.planes(), boxes, settings.mode, settings.mask_scale)
@@ -248,6 +244,19 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             if on_frame:
                 on_frame(frame, boxes)
             stats.add("hide", started)
+            if not _put(hidden_frames, frame, stop):
+                return
+        _put(hidden_frames, _END, stop)
+
+    def encode() -> None:
+        """Hands each hidden frame to the ffmpeg encoder, in order (the pipe's write gives Python's lock back, so
+        that the next frame's hiding goes on meanwhile)."""
+        nonlocal encoder
+        while (frame := _get(hidden_frames, stop)) is not _END:
+            if encoder is None:  # the decoder's time base is known once the first frame arrived
+                encoder = Encoder(info, output, container, decoder.width, decoder.height,
+                                  decoder.time_base, decoder.rate,
+                                  EncoderSettings(video_path.encoder, settings.crf, settings.preset, threads), name)
             started = _clock()
             encoder.write(frame)
             stats.add("encode", started)
@@ -255,10 +264,12 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
             if progress:
                 progress(stats.frames, expected)
 
-    stages = [_Stage(read, "decode", stop), _Stage(detect, "detect", stop), _Stage(write, "write", stop)]
+    failures: list[BaseException] = []  # the stages' errors, in the order they happened
+    stages = [_Stage(target, name, stop, failures)
+              for target, name in ((read, "decode"), (detect, "detect"), (hide_faces, "hide"), (encode, "encode"))]
 
     def emit_all(decided: list) -> bool:
-        """Send each frame the tracker decided, with its boxes (and the *extra* ones), to the writer."""
+        """Send each frame the tracker decided, with its boxes (and the *extra* ones), to be hidden."""
         for index, boxes in decided:
             frame = waiting.popleft()
             if frame.index != index:
@@ -287,12 +298,12 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         if not stop.is_set() and emit_all(tracker.finish()):
             _put(decided_frames, _END, stop)
         stats.tracks = tracker.tracks_started
-        if stop.is_set():  # a stage failed: unblock the others before collecting its error
-            decoder.kill()
+        if stop.is_set():  # a stage failed: unblock the others, then raise the first error (the others may
+            decoder.kill()  # follow from it: a stage stopped early, a process killed)
         for stage in stages:
             stage.join()
-            if stage.error is not None:
-                raise stage.error
+        if failures:
+            raise failures[0]
         if encoder is None and span is not None:
             return stats
         if encoder is None:
@@ -301,7 +312,7 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         encoder.finish()
         stats.add("encode", started)
         stats.cpu_seconds["other"] = max(0.0, time.process_time() - process_started - sum(stats.cpu_seconds.values()))
-    except BaseException as exc:
+    except BaseException:
         stop.set()
         decoder.kill()
         if encoder is not None:
@@ -309,8 +320,5 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         for stage in stages:  # let the detector finish its batch: a process that exits while ONNX Runtime
             if stage.ident is not None:  # runs aborts ("terminate called"), losing the exit code
                 stage.join(timeout=60)
-        errors = [s.error for s in stages if s.error is not None and isinstance(s.error, AnonymizeError)]
-        if errors and not isinstance(exc, AnonymizeError):
-            raise errors[0] from exc
         raise
     return stats

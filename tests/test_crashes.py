@@ -199,7 +199,8 @@ def _fails_on_call(function, count: int, stage: str):
     return failing_generator if inspect.isgeneratorfunction(function) else failing
 
 
-#: Where each pipeline stage's own code runs (steps.engine): the reader, detector and writer threads, the caller.
+#: Where each pipeline stage's own code runs (steps.engine): the reader, detector, hiding and encoder threads, and
+#: the caller (tracking).
 STAGE_CODE = {"decode": ("Decoder", "frames"), "detect": ("Frame", "picture"), "track": ("Tracker", "push"),
               "hide": (None, "hide"), "encode": ("Encoder", "write")}
 
@@ -226,4 +227,37 @@ def test_a_failure_in_any_stage_of_the_pipeline_fails_the_video_cleanly(stage, t
     report = result["report"]
     assert report.status == "failed" and f"stage failed: {stage}" in report.error
     assert not out.exists() and not leftovers(out.parent, out)
-    assert not [t for t in threading.enumerate() if t.name in engine.STAGES + ("write",) and t.is_alive()]
+    assert not [t for t in threading.enumerate() if t.name in engine.STAGES and t.is_alive()]
+
+
+def test_the_first_failure_is_the_videos_error_not_what_followed_from_it(tmp_path, monkeypatch):
+    """When one stage fails, the others stop or fail in turn (a process killed, a queue closed): the report names
+    the first failure, even when a later one is of the kind that usually carries the clearer message."""
+    from steps import anonymize as anonymize_step
+    from steps import engine
+    from steps.errors import TransientError
+
+    clip = tmp_path / "in.mp4"
+    make_sample_clip(clip, seconds=1.2, width=160, height=90)  # 30 frames, two faces in each
+    hide, write = engine.hide, engine.Encoder.write
+    hiding_failed = threading.Event()
+    calls = Counter()
+
+    def failing_hide(*args, **kwargs):
+        calls["hide"] += 1
+        if calls["hide"] == 10:
+            hiding_failed.set()
+            raise RuntimeError("hiding failed first")
+        return hide(*args, **kwargs)
+
+    def slow_write(self, frame):  # slower than hiding, so that hidden frames wait for it when hiding fails
+        if hiding_failed.is_set():
+            raise TransientError("the encoder failed second")
+        time.sleep(0.05)
+        return write(self, frame)
+
+    monkeypatch.setattr(engine, "hide", failing_hide)
+    monkeypatch.setattr(engine.Encoder, "write", slow_write)
+    report = anonymize_step.anonymize_file(clip, tmp_path / "out.mp4", tmp_path / "report.json", Settings())
+    assert report.status == "failed" and "hiding failed first" in report.error, report.error
+    assert not (tmp_path / "out.mp4").exists()
