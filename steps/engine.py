@@ -298,8 +298,10 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
         if not stop.is_set() and emit_all(tracker.finish()):
             _put(decided_frames, _END, stop)
         stats.tracks = tracker.tracks_started
-        if stop.is_set():  # a stage failed: unblock the others, then raise the first error (the others may
-            decoder.kill()  # follow from it: a stage stopped early, a process killed)
+        # A stage failed: unblock the others, wait for them all, then raise the first error (the others may
+        # follow from it: a stage stopped early, a process killed).
+        if stop.is_set():
+            decoder.kill()
         for stage in stages:
             stage.join()
         if failures:
