@@ -256,6 +256,10 @@ def test_bench_reports_every_figure_consistently(tiny_clip):
     assert clip["fps"] > 0 and clip["floor_fps"] > 0 and clip["deface_fps"] > 0
     assert clip["ratio"] == pytest.approx(clip["fps"] / clip["floor_fps"], rel=0.01)
     assert clip["speedup_vs_deface"] == pytest.approx(clip["fps"] / clip["deface_fps"], rel=0.01)
+    # deface with each of its backends (this environment has onnx and onnxruntime), the faster the baseline.
+    by_backend = clip["deface_fps_by_backend"]
+    assert set(by_backend) == {"opencv", "onnxrt"} and clip["deface_fps"] == max(by_backend.values())
+    assert by_backend[clip["deface_backend"]] == clip["deface_fps"]
     assert clip["process_fps"] <= clip["fps"]  # the process also starts the interpreter
     # Like for like: both whole processes.
     assert clip["process_speedup_vs_deface"] == pytest.approx(clip["process_fps"] / clip["deface_fps"], rel=0.01)

@@ -310,7 +310,8 @@ def bench(
     clips: list[Path] = typer.Argument(..., help="Video files to measure (only read)."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout (for machines)."),
     deface: bool = typer.Option(False, "--deface", help="Also run deface (default settings, --keep-audio) on each "
-                                                        "clip, the open-source baseline."),
+                                                        "clip, the open-source baseline, with each of its backends "
+                                                        "(OpenCV, ONNX Runtime); the faster one is compared."),
     repeat: int = typer.Option(1, min=1, help="Measure each thing this many times and keep the fastest."),
     threads: int = typer.Option(0, envvar="ANON_THREADS", help="CPU threads for the detector and encoder (0: all)."),
     work_dir: Optional[Path] = typer.Option(None, exists=True, file_okay=False, writable=True,
@@ -370,5 +371,8 @@ def bench(
     wide.print(stages)
     for r in results.clips:
         console.print(f"{r.clip}: {path_text(r.path)}")
+        if deface:
+            backends = ", ".join(f"{b} {fps:.1f} fps" for b, fps in r.deface_fps_by_backend.items())
+            console.print(f"{r.clip}: deface {backends}; compared with {r.deface_backend}")
     load = results.machine
     console.print(f"load average before {load['load_average_before']}, after {load['load_average_after']}")
