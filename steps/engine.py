@@ -193,12 +193,17 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
 
     def detect() -> None:
         """Runs the model on batches of the frames it looks at (one in ``settings.stride``, counted from
-        the first frame of the video or span; with ``settings.fine_every`` > 1, all but one in that many
-        of them at the cheaper coarse size); the others pass with None."""
+        the first frame of the video or span, and its last frame; with ``settings.fine_every`` > 1, all but
+        one in that many of them at the cheaper coarse size); the others pass with None.
+
+        The last frame is looked at (at full resolution) because after the last look the tracker can only
+        guess where a face went, and it is only known to be the last once the decoder has ended: so the
+        frames after the latest look wait here until a later frame or the end comes."""
         nonlocal looked_at_total
+        held: list[Frame] = []  # frames after the latest one looked at
         ended = False
         while not ended:
-            batch: list[Frame] = []
+            batch, held = held, []
             fine: list[Frame] = []
             coarse: list[Frame] = []
             item = _get(decoded, stop)
@@ -215,11 +220,17 @@ def run(info: MediaInfo, output: Path, container: Container, settings: Settings,
                 except queue.Empty:
                     break
             ended = item is _END
+            if ended and batch and batch[-1].index % settings.stride != 0 and not stop.is_set():
+                fine.append(batch[-1])
             started = _clock()
             found = {**detect_scaled(fine, det_size), **detect_scaled(coarse, coarse_size or det_size)}
             if fine or coarse:
                 stats.batch_after_oom = detect_batch.batch_limit
                 stats.add("detect", started)
+            if not ended:
+                looked = [i for i, frame in enumerate(batch) if frame.index in found]
+                cut = looked[-1] + 1 if looked else 0
+                batch, held = batch[:cut], batch[cut:]
             for frame in batch:
                 if not _put(detected, (frame, found.get(frame.index)), stop):
                     return

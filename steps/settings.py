@@ -106,7 +106,7 @@ class Settings(BaseModel):
         True, description="Follow faces across frames: fill gaps, pre/post-roll, smoothing (--no-tracking: each "
                           "frame on its own).", json_schema_extra=_env("tracking"))
     detect_every: int = Field(
-        3, ge=1, le=8,
+        4, ge=1, le=8,
         description="Run the detector on one frame in this many; the tracker carries each face's box across the "
                     "frames between (with --no-tracking: every frame). Faster; a face seen for fewer frames than "
                     "this may be missed.",

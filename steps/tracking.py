@@ -8,7 +8,8 @@ boxes are decided only once ``lag`` more frames have been seen, which is what al
 - **gap filling**: a track missed for up to ``max_gap`` detected frames and found again is
   interpolated across the gap;
 - **pre-roll**: a track is hidden ``pre_roll`` frames before its first detection (faces are
-  often found late, when they have fully entered or turned);
+  often found late, when they have fully entered or turned), where it was first found and back
+  along its first detections' path;
 - **post-roll**: and ``post_roll`` frames after its last one, moving on its last velocity;
 - **smoothing**: each box is the average of the track's boxes ``smooth`` frames either side,
   widened to still cover the raw detection, so the blur neither jitters nor uncovers a face;
@@ -48,6 +49,13 @@ MAX_GROWTH = 1.5
 MAX_SIZE_RATIO = 2.0
 #: Velocity is fitted over the detections of this many last frames (detections jitter).
 VELOCITY_FRAMES = 8
+#: A detection continues a track when its centre is within a face's size of the track's prediction, or, the
+#: longer since the track's last detection, up to this many face sizes per frame since (on a stride of 4, a face
+#: crossing a 640-pixel frame in two seconds moves more than its size between two looks, and a track of one
+#: detection knows no velocity yet) but never more than MAX_REACH sizes, past which a neighbour in a crowd
+#: would be as likely.
+MAX_SPEED = 0.35
+MAX_REACH = 2.0
 
 
 @dataclass(frozen=True)
@@ -135,11 +143,21 @@ class Track:
 
     def _velocity(self) -> np.ndarray:
         first = bisect.bisect_left(self.frames, self.frames[-1] - VELOCITY_FRAMES)
-        first = min(first, len(self.frames) - 2)
-        if first < 0:
+        return self._fit(min(first, len(self.frames) - 2), len(self.frames))
+
+    def start_velocity(self) -> np.ndarray:
+        """The same as velocity(), over its first detections (where it came from, for the pre-roll)."""
+        return self._memoized(("start_velocity",), self._start_velocity)
+
+    def _start_velocity(self) -> np.ndarray:
+        return self._fit(0, max(2, bisect.bisect_right(self.frames, self.frames[0] + VELOCITY_FRAMES)))
+
+    def _fit(self, first: int, end: int) -> np.ndarray:
+        """Least-squares change per frame of centre and size over detections first..end-1 (zero with one)."""
+        if first < 0 or end - first < 2 or end > len(self.frames):
             return np.zeros(4)
-        t = np.array(self.frames[first:], np.float64)
-        x = np.array([_to_cwh(b) for b in self.boxes[first:]])
+        t = np.array(self.frames[first:end], np.float64)
+        x = np.array([_to_cwh(b) for b in self.boxes[first:end]])
         t -= t.mean()
         return (t[:, None] * (x - x.mean(axis=0))).sum(axis=0) / (t * t).sum()
 
@@ -233,14 +251,17 @@ class Tracker:
         size = np.maximum((predicted[:, None, 2:] - predicted[:, None, :2]).max(-1),
                           (found[None, :, 2:] - found[None, :, :2]).max(-1))
         distance = np.linalg.norm(pc[:, None, :] - fc[None, :, :], axis=-1) / np.maximum(size, 1.0)
-        # Close enough: overlapping, or (small, fast faces) centres less than a face apart; and of a like
+        # Close enough: overlapping, or (small, fast faces) centres less than a face apart (more on a stride,
+        # see MAX_SPEED); and of a like
         # size: a face does not double between two detections, while a small weak box near a large
         # new face would make the frames between them interpolated from the wrong box (seen on
         # crowd_walk.mp4: a face half uncovered for two frames).
         sides = np.array([np.maximum(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])]).T
         found_sides = np.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])[None, :]
         ratio = np.maximum(sides, found_sides) / np.maximum(np.minimum(sides, found_sides), 1.0)
-        allowed = ((overlap >= self.config.min_iou) | (distance < 1.0)) & (ratio <= MAX_SIZE_RATIO)
+        elapsed = np.array([[frame - t.frames[-1]] for t in tracks], np.float64)
+        reach = np.clip(MAX_SPEED * elapsed, 1.0, MAX_REACH)
+        allowed = ((overlap >= self.config.min_iou) | (distance < reach)) & (ratio <= MAX_SIZE_RATIO)
         cost = np.where(allowed, (1.0 - overlap) + distance, 1e6)
         rows, cols = linear_sum_assignment(cost)
         matched = [(tracks[r], boxes[c]) for r, c in zip(rows, cols) if allowed[r, c]]
@@ -280,7 +301,13 @@ class Tracker:
         elif after == 0 and track.frames[0] - frame <= cfg.pre_roll:  # before the first one
             cwh = _to_cwh(track.smoothed(0, cfg.smooth))
             steps = track.frames[0] - frame
-            box = _from_cwh(cwh, min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps))
+            grow = min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps)
+            # Where it was found, and back along its first detections' path: a face entering fast came from there,
+            # but that path is only a guess from two or three detections (on crowd_walk.mp4, a still face's first
+            # two, one of them weak, made it run off): cover both.
+            came = cwh.copy()
+            came[:2] -= track.start_velocity()[:2] * steps
+            box = _union(_from_cwh(cwh, grow), _from_cwh(came, grow))
             source, score = HELD, track.boxes[0][4]
         else:
             return None

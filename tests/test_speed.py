@@ -348,7 +348,7 @@ def test_between_full_resolution_looks_the_detector_sees_the_video_at_its_own_si
     monkeypatch.setattr(detector, "infer", counting_infer)
     monkeypatch.setattr(anonymize_step, "_detector", lambda settings, threads: detector)
     report = anonymize_step.anonymize_file(clip, tmp_path / "out.mp4", tmp_path / "out.mp4.report.json",
-                                           Settings(fine_every=fine_every))
+                                           Settings(fine_every=fine_every, detect_every=3))
     assert report.status == "done", report.error
     assert pictures == expected
     detected = [r for r in read_detections(Path(report.detections)) if r["source"] == "detected"]

@@ -73,6 +73,46 @@ def test_frames_not_detected_carry_tracks_without_counting_as_misses():
     assert {int(out[i][0, TRACK]) for i in range(41)} == {0}
 
 
+def test_on_a_stride_a_fast_face_keeps_its_track_and_is_covered_between_looks():
+    # One look in 4 frames; the 40-px face moves 12 px a frame: 48 px, more than its size, between two looks.
+    frames = [face(12 * i) if i % 4 == 0 else None for i in range(41)]
+    out = run(TrackerConfig(max_gap=1, pre_roll=0, post_roll=0, smooth=0, stride=4), frames)
+    assert {int(out[i][0, TRACK]) for i in range(41)} == {0}  # one track, not one per look
+    for i in range(41):
+        assert len(out[i]) == 1, i
+        box = out[i][0]
+        assert box[0] <= 12 * i + 1 and box[2] >= 12 * i + 39, i  # interpolated where the face is
+        assert box[SOURCE] == (DETECTED if i % 4 == 0 else FILLED)
+
+
+def test_a_face_far_off_after_a_long_gap_starts_its_own_track():
+    """However long since a track's last detection, a detection more than MAX_REACH faces from it is another face
+    (a neighbour in a crowd), not the same one having moved."""
+    frames = [face(100) if i < 3 else NONE for i in range(12)] + [face(100 + 2.5 * 40)]
+    out = run(TrackerConfig(max_gap=20, pre_roll=0, post_roll=0, smooth=0), frames)
+    assert out[0][0, TRACK] != out[12][0, TRACK]
+    assert all(len(out[i]) == 0 for i in range(3, 12))  # nothing interpolated towards the neighbour
+
+
+def test_pre_roll_still_covers_where_a_face_was_first_found():
+    # A face standing at x=200 until found at frame 10; its next detections run left (jitter, or it set off):
+    # its path back is a guess, so where it was found stays covered too.
+    frames = [NONE] * 10 + [face(200 - 8 * i) for i in range(6)]
+    out = run(TrackerConfig(pre_roll=4, post_roll=0, smooth=0), frames)
+    for i in range(6, 10):
+        box = out[i][0]
+        assert box[SOURCE] == HELD and box[0] <= 200 and box[2] >= 240, i
+
+
+def test_pre_roll_comes_along_the_faces_path():
+    # A face found from frame 10 on, moving 15 px a frame: before it was found it was further back on its way.
+    frames = [face(15 * i) if i >= 10 else NONE for i in range(20)]
+    out = run(TrackerConfig(pre_roll=4, post_roll=0, smooth=0), frames)
+    for i in range(6, 10):
+        box = out[i][0]
+        assert box[SOURCE] == HELD and box[0] <= 15 * i and box[2] >= 15 * i + 40, i
+
+
 def test_frames_detected_with_no_face_are_misses():
     frames = [face(100) if i % 5 == 0 else NONE for i in range(21)]
     out = run(TrackerConfig(max_gap=1, pre_roll=0, post_roll=0, smooth=0, stride=5), frames)
