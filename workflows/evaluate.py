@@ -209,7 +209,8 @@ def quick_suite() -> list[Scene]:
 
 
 def full_suite() -> list[Scene]:
-    """The harness run by hand: HD and portrait frames, 16 to 300 px faces, fast motion, small crowds."""
+    """The harness run by hand: HD and portrait frames, 16 to 300 px faces, fast motion (small faces too), small
+    crowds."""
     W = Walker
     return [
         *quick_suite(),
@@ -239,6 +240,16 @@ def full_suite() -> list[Scene]:
                *(W("astronaut" if k % 3 else "camera", (0.08 + 0.09 * k, 0.25 + 0.05 * (k % 4)),
                    (0.1 + 0.09 * k, 0.3 + 0.05 * (k % 4)), (20 + 5 * k, 20 + 5 * k), flip=bool(k % 2))
                  for k in range(10))),
+        # Small faces moving fast for their size (a pan, or people far off on bicycles): 16 to 26 px, 0.25 to 0.4
+        # of their height a frame; at 1080p they are only seen in the full-resolution looks.
+        _scene("small_fast_1280x720", 1280, 720, 80,
+               *(W("astronaut" if k % 2 else "camera", (0.05 + 0.12 * k, 0.15 + 0.13 * k),
+                   (0.05 + 0.12 * k + (0.3 if k % 2 else -0.25) * (1 if k < 3 else 1.3), 0.2 + 0.12 * k),
+                   (16 + 2 * k, 16 + 2 * k), flip=bool(k % 3 == 0)) for k in range(6))),
+        _scene("small_fast_1920x1080", 1920, 1080, 60,
+               *(W("camera" if k % 2 else "astronaut", (0.9 - 0.14 * k, 0.1 + 0.15 * k),
+                   (0.7 - 0.14 * k, 0.15 + 0.15 * k), (16 + 2 * k, 18 + 2 * k), flip=bool(k % 2))
+                 for k in range(6)), backdrop="coffee"),
     ]
 
 
