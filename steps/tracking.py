@@ -50,13 +50,13 @@ MAX_SIZE_RATIO = 2.0
 #: Velocity is fitted over the detections of this many last frames (detections jitter).
 VELOCITY_FRAMES = 8
 #: A detection continues a track when its centre is within a face's size of the track's prediction, or, the
-#: longer since the track's last detection, up to this many face sizes per frame since, but never more than
-#: MAX_REACH sizes. Between two looks a stride apart a fast face moves more than its size (a face crossing a
-#: 640-pixel frame in two seconds, on a stride of 4), and a small face at 1080p is only seen in the
-#: full-resolution looks, 8 frames apart by default (16 to 26-pixel faces panning 6 pixels a frame: 3 sizes);
-#: a track of one detection knows no velocity yet. Measured: 0.35 and 2 left those small faces 61 % hidden.
-MAX_SPEED = 0.5
-MAX_REACH = 4.0
+#: longer since the track's last detection, up to this many face sizes per frame since (on a stride of 4, a face
+#: crossing a 640-pixel frame in two seconds moves more than its size between two looks, and a track of one
+#: detection knows no velocity yet) but never more than MAX_REACH sizes, past which a neighbour in a crowd
+#: would be as likely. (0.5 and 4 sizes hid small faces panning 3 sizes between full-resolution looks at 1080p,
+#: but also drew a still face's box to a weak detection 3 sizes off on hamilton_audio.mp4: see BENCHMARKS.md.)
+MAX_SPEED = 0.35
+MAX_REACH = 2.0
 
 
 @dataclass(frozen=True)

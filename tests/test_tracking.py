@@ -88,7 +88,7 @@ def test_on_a_stride_a_fast_face_keeps_its_track_and_is_covered_between_looks():
 def test_a_face_far_off_after_a_long_gap_starts_its_own_track():
     """However long since a track's last detection, a detection more than MAX_REACH faces from it is another face
     (a neighbour in a crowd), not the same one having moved."""
-    frames = [face(100) if i < 3 else NONE for i in range(12)] + [face(100 + 5 * 40)]
+    frames = [face(100) if i < 3 else NONE for i in range(12)] + [face(100 + 2.5 * 40)]
     out = run(TrackerConfig(max_gap=20, pre_roll=0, post_roll=0, smooth=0), frames)
     assert out[0][0, TRACK] != out[12][0, TRACK]
     assert all(len(out[i]) == 0 for i in range(3, 12))  # nothing interpolated towards the neighbour
