@@ -11,6 +11,9 @@ boxes are decided only once ``lag`` more frames have been seen, which is what al
   often found late, when they have fully entered or turned), where it was first found and back
   along its first detections' path;
 - **post-roll**: and ``post_roll`` frames after its last one, moving on its last velocity;
+- **jumps**: the longer since a track's last detection, the farther a detection may be and still
+  continue it (a small face seen only in the full-resolution looks moves several of its sizes
+  between two); such a link may be wrong, so across its gap both ends' boxes stay as well;
 - **smoothing**: each box is the average of the track's boxes ``smooth`` frames either side,
   widened to still cover the raw detection, so the blur neither jitters nor uncovers a face;
 - **motion**: a moving face's box is stretched by one frame's travel along its path (the
@@ -50,13 +53,16 @@ MAX_SIZE_RATIO = 2.0
 #: Velocity is fitted over the detections of this many last frames (detections jitter).
 VELOCITY_FRAMES = 8
 #: A detection continues a track when its centre is within a face's size of the track's prediction, or, the
-#: longer since the track's last detection, up to this many face sizes per frame since (on a stride of 4, a face
-#: crossing a 640-pixel frame in two seconds moves more than its size between two looks, and a track of one
-#: detection knows no velocity yet) but never more than MAX_REACH sizes, past which a neighbour in a crowd
-#: would be as likely. (0.5 and 4 sizes hid small faces panning 3 sizes between full-resolution looks at 1080p,
-#: but also drew a still face's box to a weak detection 3 sizes off on hamilton_audio.mp4: see BENCHMARKS.md.)
-MAX_SPEED = 0.35
-MAX_REACH = 2.0
+#: longer since the track's last detection, up to this many face sizes per frame since, but never more than
+#: MAX_REACH sizes. Between two looks a stride apart a fast face moves more than its size (a face crossing a
+#: 640-pixel frame in two seconds, on a stride of 4), and a small face at 1080p is only seen in the
+#: full-resolution looks, 8 frames apart by default (16 to 26-pixel faces panning 6 pixels a frame: 3 sizes);
+#: a track of one detection knows no velocity yet. Such a far link may also be wrong (a still face's track
+#: drawn to a weak detection 3 sizes off, seen on hamilton_audio.mp4), so a detection found more than a face's
+#: size both from where its track was expected and from its last detection is a jump, across which both ends'
+#: boxes stay (Tracker._jump_cover).
+MAX_SPEED = 0.5
+MAX_REACH = 4.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,12 @@ def _from_cwh(cwh: np.ndarray, grow: float = 1.0) -> np.ndarray:
     return np.array([cx - w * grow / 2, cy - h * grow / 2, cx + w * grow / 2, cy + h * grow / 2], np.float64)
 
 
+def _sizes_apart(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between the centres of boxes *a* and *b*, in the larger one's longest sides."""
+    ca, cb = _to_cwh(a), _to_cwh(b)
+    return float(np.linalg.norm(ca[:2] - cb[:2]) / max(ca[2:].max(), cb[2:].max(), 1.0))
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])], np.float64)
 
@@ -114,6 +126,7 @@ class Track:
     frames: list[int] = field(default_factory=list)  # frames where it was detected, increasing
     boxes: list[np.ndarray] = field(default_factory=list)  # x1, y1, x2, y2, score at those frames
     misses: int = 0  # detected frames since its last detection
+    jumps: set[int] = field(default_factory=set)  # frames of detections found more than a face from the prediction
     ended: bool = False
     #: velocity() and smoothed() results, valid until the detections change (each frame between two
     #: detections asks for the same ones again); read-only arrays, so no caller can alter them.
@@ -129,6 +142,7 @@ class Track:
         """Forget the *count* oldest detections."""
         del self.frames[:count]
         del self.boxes[:count]
+        self.jumps = {f for f in self.jumps if self.frames and f >= self.frames[0]}
         self._memo.clear()
 
     def _memoized(self, key: tuple, compute) -> np.ndarray:
@@ -226,10 +240,12 @@ class Tracker:
         unmatched_tracks = alive
         for group, may_start in ((strong, True), (weak, False)):
             matched, leftover = self._match(frame, unmatched_tracks, group)
-            for track, box in matched:
+            for track, box, distance in matched:
+                if distance > 1.0 and _sizes_apart(track.boxes[-1], box) > 1.0:
+                    track.jumps.add(frame)
                 track.add(frame, box)
                 track.misses = 0
-            unmatched_tracks = [t for t in unmatched_tracks if all(t is not m for m, _ in matched)]
+            unmatched_tracks = [t for t in unmatched_tracks if all(t is not m for m, _, _ in matched)]
             if may_start:
                 for box in leftover:
                     track = Track(self.next_id)
@@ -265,7 +281,7 @@ class Tracker:
         allowed = ((overlap >= self.config.min_iou) | (distance < reach)) & (ratio <= MAX_SIZE_RATIO)
         cost = np.where(allowed, (1.0 - overlap) + distance, 1e6)
         rows, cols = linear_sum_assignment(cost)
-        matched = [(tracks[r], boxes[c]) for r, c in zip(rows, cols) if allowed[r, c]]
+        matched = [(tracks[r], boxes[c], distance[r, c]) for r, c in zip(rows, cols) if allowed[r, c]]
         used = {c for r, c in zip(rows, cols) if allowed[r, c]}
         return matched, [b for i, b in enumerate(boxes) if i not in used]
 
@@ -275,6 +291,7 @@ class Tracker:
             box = self._box_at(track, frame)
             if box is not None:
                 out.append(box)
+                out.extend(self._jump_cover(track, frame))
         self._forget(frame)
         return frame, (np.array(out, np.float32) if out else NO_TRACKED)
 
@@ -316,6 +333,26 @@ class Tracker:
         travel = np.abs(track.velocity()[:2]) / 2
         box = box + np.array([-travel[0], -travel[1], travel[0], travel[1]])
         return np.array([*box, score, track.id, source], np.float64)
+
+    def _jump_cover(self, track: Track, frame: int) -> list[np.ndarray]:
+        """Before a jump (a detection found more than a face's size from where its track was expected and from
+        its last detection), the boxes of both ends of the gap, held.
+
+        Only the reach that grows with the time since a track's last detection links such a detection,
+        and the link may be wrong: the face may have stayed where it was seen before (its track drawn away
+        by another face's detection), and the new detection's face may have been there all along. Either
+        way the interpolated box alone would leave it visible, so each end's box also stays, growing as a
+        held box does, for the whole gap.
+        """
+        after = bisect.bisect_left(track.frames, frame)
+        if not 0 < after < len(track.frames) or track.frames[after] == frame or track.frames[after] not in track.jumps:
+            return []
+        ends = []
+        for position, steps in ((after - 1, frame - track.frames[after - 1]), (after, track.frames[after] - frame)):
+            held = _from_cwh(_to_cwh(track.smoothed(position, self.config.smooth)),
+                             min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps))
+            ends.append(np.array([*held, track.boxes[position][4], track.id, HELD], np.float64))
+        return ends
 
     def _forget(self, frame: int) -> None:
         """Drop what later frames cannot need: ended tracks past their post-roll, detections out of reach."""
