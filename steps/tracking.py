@@ -126,7 +126,7 @@ class Track:
     frames: list[int] = field(default_factory=list)  # frames where it was detected, increasing
     boxes: list[np.ndarray] = field(default_factory=list)  # x1, y1, x2, y2, score at those frames
     misses: int = 0  # detected frames since its last detection
-    jumps: set[int] = field(default_factory=set)  # frames of detections found more than a face from the prediction
+    jumps: set[int] = field(default_factory=set)  # frames of detections that were jumps (see MAX_REACH)
     ended: bool = False
     #: velocity() and smoothed() results, valid until the detections change (each frame between two
     #: detections asks for the same ones again); read-only arrays, so no caller can alter them.
