@@ -110,6 +110,11 @@ def _from_cwh(cwh: np.ndarray, grow: float = 1.0) -> np.ndarray:
     return np.array([cx - w * grow / 2, cy - h * grow / 2, cx + w * grow / 2, cy + h * grow / 2], np.float64)
 
 
+def _growth(steps: int) -> float:
+    """How much a box held or interpolated *steps* frames away from its detection is enlarged."""
+    return min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps)
+
+
 def _sizes_apart(a: np.ndarray, b: np.ndarray) -> float:
     """Distance between the centres of boxes *a* and *b*, in the larger one's longest sides."""
     ca, cb = _to_cwh(a), _to_cwh(b)
@@ -307,19 +312,19 @@ class Tracker:
             fp, fn = track.frames[p], track.frames[n]
             u = (frame - fp) / (fn - fp)
             cwh = (1 - u) * _to_cwh(track.smoothed(p, cfg.smooth)) + u * _to_cwh(track.smoothed(n, cfg.smooth))
-            box = _from_cwh(cwh, min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * min(frame - fp, fn - frame)))
+            box = _from_cwh(cwh, _growth(min(frame - fp, fn - frame)))
             source, score = FILLED, min(track.boxes[p][4], track.boxes[n][4])
         elif after == len(track.frames) and frame - track.frames[-1] <= cfg.post_roll:  # after the last one
             cwh = _to_cwh(track.smoothed(len(track.frames) - 1, cfg.smooth))
             steps = frame - track.frames[-1]
             velocity = track.velocity()
             cwh[:2] += velocity[:2] * steps
-            box = _from_cwh(cwh, min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps))
+            box = _from_cwh(cwh, _growth(steps))
             source, score = HELD, track.boxes[-1][4]
         elif after == 0 and track.frames[0] - frame <= cfg.pre_roll:  # before the first one
             cwh = _to_cwh(track.smoothed(0, cfg.smooth))
             steps = track.frames[0] - frame
-            grow = min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps)
+            grow = _growth(steps)
             # Where it was found, and back along its first detections' path: a face entering fast came from there,
             # but that path is only a guess from two or three detections (on crowd_walk.mp4, a still face's first
             # two, one of them weak, made it run off): cover both.
@@ -349,8 +354,7 @@ class Tracker:
             return []
         ends = []
         for position, steps in ((after - 1, frame - track.frames[after - 1]), (after, track.frames[after] - frame)):
-            held = _from_cwh(_to_cwh(track.smoothed(position, self.config.smooth)),
-                             min(MAX_GROWTH, 1 + GROWTH_PER_FRAME * steps))
+            held = _from_cwh(_to_cwh(track.smoothed(position, self.config.smooth)), _growth(steps))
             ends.append(np.array([*held, track.boxes[position][4], track.id, HELD], np.float64))
         return ends
 
