@@ -52,15 +52,16 @@ MAX_GROWTH = 1.5
 MAX_SIZE_RATIO = 2.0
 #: Velocity is fitted over the detections of this many last frames (detections jitter).
 VELOCITY_FRAMES = 8
-#: A detection continues a track when its centre is within a face's size of the track's prediction, or, the
-#: longer since the track's last detection, up to this many face sizes per frame since, but never more than
+#: A detection continues a track when its centre is within NEAR face sizes of the track's prediction, or, the
+#: longer since the track's last detection, up to MAX_SPEED face sizes per frame since, but never more than
 #: MAX_REACH sizes. Between two looks a stride apart a fast face moves more than its size (a face crossing a
 #: 640-pixel frame in two seconds, on a stride of 4), and a small face at 1080p is only seen in the
 #: full-resolution looks, 8 frames apart by default (16 to 26-pixel faces panning 6 pixels a frame: 3 sizes);
 #: a track of one detection knows no velocity yet. Such a far link may also be wrong (a still face's track
-#: drawn to a weak detection 3 sizes off, seen on hamilton_audio.mp4), so a detection found more than a face's
-#: size both from where its track was expected and from its last detection is a jump, across which both ends'
+#: drawn to a weak detection 3 sizes off, seen on hamilton_audio.mp4), so a detection found farther than NEAR
+#: both from where its track was expected and from its last detection is a jump, across which both ends'
 #: boxes stay (Tracker._jump_cover).
+NEAR = 1.0
 MAX_SPEED = 0.5
 MAX_REACH = 4.0
 
@@ -246,7 +247,7 @@ class Tracker:
         for group, may_start in ((strong, True), (weak, False)):
             matched, leftover = self._match(frame, unmatched_tracks, group)
             for track, box, distance in matched:
-                if distance > 1.0 and _sizes_apart(track.boxes[-1], box) > 1.0:
+                if distance > NEAR and _sizes_apart(track.boxes[-1], box) > NEAR:
                     track.jumps.add(frame)
                 track.add(frame, box)
                 track.misses = 0
@@ -282,7 +283,7 @@ class Tracker:
         found_sides = np.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])[None, :]
         ratio = np.maximum(sides, found_sides) / np.maximum(np.minimum(sides, found_sides), 1.0)
         elapsed = np.array([[frame - t.frames[-1]] for t in tracks], np.float64)
-        reach = np.clip(MAX_SPEED * elapsed, 1.0, MAX_REACH)
+        reach = np.clip(MAX_SPEED * elapsed, NEAR, MAX_REACH)
         allowed = ((overlap >= self.config.min_iou) | (distance < reach)) & (ratio <= MAX_SIZE_RATIO)
         cost = np.where(allowed, (1.0 - overlap) + distance, 1e6)
         rows, cols = linear_sum_assignment(cost)
