@@ -160,11 +160,15 @@ class Track:
 
     def velocity(self) -> np.ndarray:
         """Centre and size change per frame: a least-squares line through its recent detections (zero with one)."""
-        return self._memoized(("velocity",), self._velocity)
+        return self.velocity_at(len(self.frames) - 1)
 
-    def _velocity(self) -> np.ndarray:
-        first = bisect.bisect_left(self.frames, self.frames[-1] - VELOCITY_FRAMES)
-        return self._fit(min(first, len(self.frames) - 2), len(self.frames))
+    def velocity_at(self, position: int) -> np.ndarray:
+        """velocity() as it was at detection *position*, from the detections up to it."""
+        return self._memoized(("velocity", position), lambda: self._velocity_at(position))
+
+    def _velocity_at(self, position: int) -> np.ndarray:
+        first = bisect.bisect_left(self.frames, self.frames[position] - VELOCITY_FRAMES)
+        return self._fit(min(first, position - 1), position + 1)
 
     def start_velocity(self) -> np.ndarray:
         """The same as velocity(), over its first detections (where it came from, for the pre-roll)."""
@@ -316,11 +320,7 @@ class Tracker:
             box = _from_cwh(cwh, _growth(min(frame - fp, fn - frame)))
             source, score = FILLED, min(track.boxes[p][4], track.boxes[n][4])
         elif after == len(track.frames) and frame - track.frames[-1] <= cfg.post_roll:  # after the last one
-            cwh = _to_cwh(track.smoothed(len(track.frames) - 1, cfg.smooth))
-            steps = frame - track.frames[-1]
-            velocity = track.velocity()
-            cwh[:2] += velocity[:2] * steps
-            box = _from_cwh(cwh, _growth(steps))
+            box = self._held(track, after - 1, frame - track.frames[-1], moving=True)
             source, score = HELD, track.boxes[-1][4]
         elif after == 0 and track.frames[0] - frame <= cfg.pre_roll:  # before the first one
             cwh = _to_cwh(track.smoothed(0, cfg.smooth))
@@ -353,11 +353,21 @@ class Tracker:
         after = bisect.bisect_left(track.frames, frame)
         if not 0 < after < len(track.frames) or track.frames[after] == frame or track.frames[after] not in track.jumps:
             return []
-        ends = []
-        for position, steps in ((after - 1, frame - track.frames[after - 1]), (after, track.frames[after] - frame)):
-            held = _from_cwh(_to_cwh(track.smoothed(position, self.config.smooth)), _growth(steps))
-            ends.append(np.array([*held, track.boxes[position][4], track.id, HELD], np.float64))
-        return ends
+        before, since, until = after - 1, frame - track.frames[after - 1], track.frames[after] - frame
+        ends = [(before, self._held(track, before, since)), (after, self._held(track, after, until))]
+        # The face seen before may also have gone on moving (out of the frame, say) while the track was drawn
+        # elsewhere: its post-roll, as if its track had ended there (seen on bikes_cuts.mp4 at one look in 8).
+        if since <= self.config.post_roll and track.velocity_at(before)[:2].any():
+            ends.append((before, self._held(track, before, since, moving=True)))
+        return [np.array([*box, track.boxes[position][4], track.id, HELD], np.float64) for position, box in ends]
+
+    def _held(self, track: Track, position: int, steps: int, moving: bool = False) -> np.ndarray:
+        """Detection *position*'s box *steps* frames away, grown as held boxes are; *moving*: carried on along the
+        track's velocity at that detection (a post-roll), where the face would be if it kept going."""
+        cwh = _to_cwh(track.smoothed(position, self.config.smooth))
+        if moving:
+            cwh[:2] += track.velocity_at(position)[:2] * steps
+        return _from_cwh(cwh, _growth(steps))
 
     def _forget(self, frame: int) -> None:
         """Drop what later frames cannot need: ended tracks past their post-roll, detections out of reach."""

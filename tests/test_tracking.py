@@ -117,6 +117,19 @@ def test_a_far_link_keeps_both_ends_covered():
         assert {int(b[SOURCE]) for b in out[i]} == {FILLED, HELD}
 
 
+def test_a_far_link_keeps_the_face_seen_before_covered_as_it_goes_on_moving():
+    """A face moving right is lost (it leaves, say) and its track is drawn to a detection three sizes below where it
+    was last seen: across the gap the face that went on moving stays covered for the post-roll, as if its track had
+    ended (seen on bikes_cuts.mp4)."""
+    frames = [face(10 * i) if i < 9 else NONE for i in range(16)] + [face(80, y=220)]
+    out = run(TrackerConfig(max_gap=20, pre_roll=0, post_roll=5, smooth=0), frames)
+    assert out[0][0, TRACK] == out[16][0, TRACK]  # linked: it could be one face that moved
+    for i in range(9, 14):
+        assert any(b[0] <= 10 * i and b[2] >= 10 * i + 40 and b[1] <= 100 and b[3] >= 140 for b in out[i]), i
+    # The interpolated box and both ends' held boxes; the moving one for the post-roll only.
+    assert [len(out[i]) for i in range(9, 16)] == [4, 4, 4, 4, 4, 3, 3]
+
+
 def test_a_face_found_again_where_it_was_is_no_jump():
     # A face drifting 3 px a frame, then not found for 24 frames, is found again where it stopped: far from where
     # its velocity would have taken it, but not from where it was last seen. One box across the gap.
