@@ -341,20 +341,24 @@ class Tracker:
         return np.array([*box, score, track.id, source], np.float64)
 
     def _jump_cover(self, track: Track, frame: int) -> list[np.ndarray]:
-        """Before a jump (a detection found more than a face's size from where its track was expected and from
+        """Up to a jump (a detection found more than a face's size from where its track was expected and from
         its last detection), the boxes of both ends of the gap, held.
 
         Only the reach that grows with the time since a track's last detection links such a detection,
         and the link may be wrong: the face may have stayed where it was seen before (its track drawn away
         by another face's detection), and the new detection's face may have been there all along. Either
         way the interpolated box alone would leave it visible, so each end's box also stays, growing as a
-        held box does, for the whole gap.
+        held box does, for the whole gap; the earlier end's also at the jump's own frame (where the track's
+        box is the new detection), after which that face, if it stayed, is covered by its own new track's
+        pre-roll once it is detected again.
         """
         after = bisect.bisect_left(track.frames, frame)
-        if not 0 < after < len(track.frames) or track.frames[after] == frame or track.frames[after] not in track.jumps:
+        if not 0 < after < len(track.frames) or track.frames[after] not in track.jumps:
             return []
         before, since, until = after - 1, frame - track.frames[after - 1], track.frames[after] - frame
-        ends = [(before, self._held(track, before, since)), (after, self._held(track, after, until))]
+        ends = [(before, self._held(track, before, since))]
+        if until:
+            ends.append((after, self._held(track, after, until)))
         # The face seen before may also have gone on moving (out of the frame, say) while the track was drawn
         # elsewhere: its post-roll, as if its track had ended there (seen on bikes_cuts.mp4 at one look in 8).
         if since <= self.config.post_roll and track.velocity_at(before)[:2].any():
